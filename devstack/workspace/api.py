@@ -1,0 +1,164 @@
+"""The small HTTP toolkit every API module of the emulated workspace builds on.
+
+API modules (jobs, runs, workspace, secrets, repos, clusters, ...) each expose
+``register(router, ctx)`` and add handlers with ``router.add(method, versions, path, handler)``.
+A handler takes a :class:`Request` and returns a JSON-able dict (status 200), or raises
+:class:`ApiError`, whose body is Databricks' ``{"error_code": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+_MISSING = object()
+
+
+class ApiError(Exception):
+    """An error answered as Databricks does: an HTTP status, an error code and a message."""
+
+    def __init__(self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error_code": self.error_code, "message": self.message}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "RESOURCE_DOES_NOT_EXIST", message)
+
+
+def already_exists(message: str) -> ApiError:
+    return ApiError(400, "RESOURCE_ALREADY_EXISTS", message)
+
+
+@dataclass
+class Response:
+    """A non-JSON answer (the HTML run page, for instance)."""
+
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    """One API call. GET parameters may arrive in the query string or in a JSON body."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: dict[str, Any]
+    headers: dict[str, str]
+    path_params: dict[str, str] = field(default_factory=dict)
+
+    def _raw(self, name: str) -> Any:
+        if name in self.body:
+            return self.body[name]
+        if name in self.query:
+            values = self.query[name]
+            return values[0] if len(values) == 1 else values
+        return _MISSING
+
+    def has(self, name: str) -> bool:
+        return self._raw(name) is not _MISSING
+
+    def get(self, name: str, kind: type | None = None, default: Any = None, *, required: bool = False) -> Any:
+        """Read parameter ``name``; strings from a query string are converted to ``kind``.
+
+        Raises INVALID_PARAMETER_VALUE naming the field when it is missing (and required)
+        or of the wrong type.
+        """
+        value = self._raw(name)
+        if value is _MISSING or value is None:
+            if required:
+                raise invalid(f"Missing required field: {name}")
+            return default
+        if kind is None:
+            return value
+        return coerce(name, value, kind)
+
+    def require(self, name: str, kind: type | None = None) -> Any:
+        return self.get(name, kind, required=True)
+
+
+def coerce(name: str, value: Any, kind: type) -> Any:
+    """Convert ``value`` to ``kind`` as Databricks does for query strings, or fail naming ``name``."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+                return int(value)
+            raise ValueError
+        if kind is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+        if kind is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        if kind is list:
+            if not isinstance(value, list):
+                raise ValueError
+            return value
+    except ValueError:
+        pass
+    else:
+        return value
+    raise invalid(f"Invalid value for field {name}: expected {kind.__name__}, got {value!r}")
+
+
+Handler = Callable[[Request], Any]
+
+
+class Router:
+    """Maps (method, /api/<version>/<path>) to handlers; ``{name}`` segments are path parameters."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern, Handler]] = []
+        self._paths: set[str] = set()
+
+    def add(self, method: str, versions: Iterable[str] | str, path: str, handler: Handler) -> None:
+        if isinstance(versions, str):
+            versions = [versions]
+        for version in versions:
+            prefix = f"/api/{version}" if version else ""
+            full = prefix + "/" + path.lstrip("/")
+            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", full)
+            self._routes.append((method.upper(), re.compile(f"^{pattern}/?$"), handler))
+            self._paths.add(full)
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        """Find the handler, or raise 404 ENDPOINT_NOT_FOUND (405 when only the method is wrong)."""
+        path_matched = False
+        for route_method, pattern, handler in self._routes:
+            found = pattern.match(path)
+            if not found:
+                continue
+            path_matched = True
+            if route_method == method.upper():
+                return handler, found.groupdict()
+        if path_matched:
+            raise ApiError(405, "BAD_REQUEST", f"Method {method} is not allowed for {path}")
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")

@@ -1,0 +1,37 @@
+"""Settings and shared services of one emulated workspace, handed to every API module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.workspace.store import Store
+
+
+@dataclass
+class WorkspaceContext:
+    name: str
+    host: str
+    port: int
+    data_dir: Path
+    token: str
+    store: Store
+    mlflow_tracking_uri: str | None = None
+    cluster_start_seconds: float = 0.0
+    max_parallel_runs: int = 8
+    fault_rate: float = 0.0
+    # All-purpose clusters the workspace offers (clusters/get, list, start; existing_cluster_id).
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    # Services that API modules publish for each other (e.g. "runs" -> the run manager).
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def local_path(self, *parts: str) -> Path:
+        """A path under the data dir (created parents)."""
+        path = self.data_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
