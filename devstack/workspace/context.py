@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ class WorkspaceContext:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     # Services that API modules publish for each other (e.g. "runs" -> the run manager).
     services: dict[str, Any] = field(default_factory=dict)
+    # Called in reverse order when the workspace stops (stop drivers, close the store, ...).
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,99 @@
+"""Run one emulated Databricks workspace in the foreground.
+
+    python -m devstack.workspace --name dev --host 127.0.0.1 --port 8001 --data-dir DIR --token TOKEN
+
+Prints ``ready http://HOST:PORT`` once it accepts requests; SIGTERM or SIGINT stops it and
+every driver process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.server import serve
+from devstack.workspace.store import Store
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack.workspace", description=__doc__.split("\n")[1])
+    parser.add_argument("--name", required=True, help="workspace name, e.g. dev, staging, prod")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--data-dir", type=Path, required=True, help="state, notebooks, DBFS and logs live here")
+    parser.add_argument("--token", required=True, help="the bearer token clients must send")
+    parser.add_argument("--mlflow-tracking-uri", default=None, help="MLFLOW_TRACKING_URI given to notebooks")
+    parser.add_argument(
+        "--cluster-start-seconds", type=float, default=0.0, help="extra delay of each cluster start (PENDING)"
+    )
+    parser.add_argument("--max-parallel-runs", type=int, default=8, help="task runs executing at once; the rest queue")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="fraction of API calls answered 429/503")
+    parser.add_argument(
+        "--config", type=Path, default=None, help='JSON file: {"clusters": [all-purpose cluster specs]}'
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if not 0 <= args.fault_rate < 1:
+        parser.error("--fault-rate must be in [0, 1)")
+    if args.max_parallel_runs < 1:
+        parser.error("--max-parallel-runs must be at least 1")
+    if args.cluster_start_seconds < 0:
+        parser.error("--cluster-start-seconds must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads(args.config.read_text()) if args.config else {}
+    ctx = WorkspaceContext(
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        data_dir=data_dir,
+        token=args.token,
+        store=Store(data_dir / "workspace.db"),
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
+        cluster_start_seconds=args.cluster_start_seconds,
+        max_parallel_runs=args.max_parallel_runs,
+        fault_rate=args.fault_rate,
+        clusters=config.get("clusters", []),
+    )
+    server = serve(ctx)
+
+    stopping = threading.Event()
+
+    def _stop(signum, _frame):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"workspace {ctx.name} ready {ctx.base_url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        for hook in reversed(ctx.on_shutdown):
+            try:
+                hook()
+            except Exception:
+                logging.getLogger("devstack.workspace").exception("shutdown hook failed")
+        ctx.store.close()
+    print(f"workspace {ctx.name} stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Placeholder until this API module lands."""
+
+
+def register(router, ctx):
+    pass

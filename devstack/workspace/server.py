@@ -1,0 +1,176 @@
+"""The HTTP front of an emulated workspace: auth, JSON in/out, Databricks-shaped errors, faults.
+
+Every API module listed in :data:`API_MODULES` registers its routes on one :class:`Router`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import random
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from devstack.workspace.api import ApiError, Request, Response, Router
+from devstack.workspace.context import WorkspaceContext
+
+log = logging.getLogger("devstack.workspace")
+
+# Modules under devstack.workspace that expose ``register(router, ctx)``.
+API_MODULES = (
+    "workspace_objects",
+    "secrets",
+    "repos",
+    "clusters",
+    "jobs",
+    "runs",
+    "internal",
+    "runpage",
+)
+
+# Calls the notebook drivers make back to their workspace; never subject to fault injection.
+INTERNAL_PREFIX = "/api/2.0/devstack/"
+
+
+def build_router(ctx: WorkspaceContext) -> Router:
+    router = Router()
+    for name in API_MODULES:
+        module = importlib.import_module(f"devstack.workspace.{name}")
+        module.register(router, ctx)
+    return router
+
+
+class WorkspaceHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, ctx: WorkspaceContext, router: Router):
+        self.ctx = ctx
+        self.router = router
+        self.fault_random = random.Random()
+        super().__init__((ctx.host, ctx.port), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: WorkspaceHTTPServer
+    server_version = "devstack-workspace"
+
+    # One method for every verb: the router decides what exists.
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        split = urlsplit(self.path)
+        try:
+            raw = self._read_body()
+            if split.path.startswith("/api/"):
+                self._authenticate()
+                self._maybe_inject_fault(split.path)
+            handler, path_params = self.server.router.match(self.command, split.path)
+            body = self._parse_json(raw)
+            request = Request(
+                method=self.command,
+                path=split.path,
+                query=parse_qs(split.query, keep_blank_values=True),
+                body=body,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                path_params=path_params,
+            )
+            result = handler(request)
+        except ApiError as exc:
+            self._send_json(exc.status, exc.body(), exc.headers)
+        except Exception as exc:  # a bug in the emulator: answer like Databricks' 500
+            log.exception("internal error on %s %s", self.command, self.path)
+            self._send_json(500, {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+        else:
+            if isinstance(result, Response):
+                self._send(result.status, result.body, result.content_type, result.headers)
+            else:
+                self._send_json(200, {} if result is None else result)
+        log.debug("%s %s took %.1f ms", self.command, split.path, (time.monotonic() - started) * 1000)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _parse_json(raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request: {exc}")
+        if not isinstance(body, dict):
+            raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request: expected an object")
+        return body
+
+    def _authenticate(self) -> None:
+        header = self.headers.get("Authorization", "")
+        if not header:
+            raise ApiError(401, "UNAUTHENTICATED", "Missing Authorization header: send 'Authorization: Bearer <token>'.")
+        scheme, _, credential = header.partition(" ")
+        token = None
+        if scheme.lower() == "bearer":
+            token = credential.strip()
+        elif scheme.lower() == "basic":
+            import base64
+            import binascii
+
+            try:
+                token = base64.b64decode(credential).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                token = None
+        if token != self.server.ctx.token:
+            raise ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
+
+    def _maybe_inject_fault(self, path: str) -> None:
+        rate = self.server.ctx.fault_rate
+        if rate <= 0 or path.startswith(INTERNAL_PREFIX):
+            return
+        if self.server.fault_random.random() < rate:
+            if self.server.fault_random.random() < 0.5:
+                raise ApiError(
+                    429, "TOO_MANY_REQUESTS", "Too many requests (injected by --fault-rate).", {"Retry-After": "1"}
+                )
+            raise ApiError(
+                503, "TEMPORARILY_UNAVAILABLE", "Service unavailable (injected by --fault-rate).", {"Retry-After": "1"}
+            )
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def serve(ctx: WorkspaceContext, ready: threading.Event | None = None) -> WorkspaceHTTPServer:
+    """Build the router and bind the server (not yet serving)."""
+    router = build_router(ctx)
+    server = WorkspaceHTTPServer(ctx, router)
+    # Port 0 asks the kernel for a free port: report the real one.
+    ctx.port = server.server_address[1]
+    return server
