@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request: {exc}")
+            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request: {exc}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request: expected an object")
         return body
