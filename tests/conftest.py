@@ -6,16 +6,12 @@ Each server starts once per session on 127.0.0.1 and is stopped when the session
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from devstack.airflow_runner import AirflowRunner, DagRunResult
 from devstack.services import (
     Service,
     create_postgres_database,
@@ -25,7 +21,6 @@ from devstack.services import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -110,85 +105,11 @@ def databricks_conn_uri(service: Service) -> str:
 # --------------------------------------------------------------------------- Airflow
 
 
-@dataclass
-class DagRunResult:
-    dag_id: str
-    returncode: int
-    output: str
+class RecordingAirflowRunner(AirflowRunner):
+    """Keeps every DAG run's output under test-artifacts/ for reading after a failure."""
 
-    @property
-    def state(self) -> str | None:
-        found = re.findall(r"DagRun Finished: .*?state=(\w+)", self.output)
-        return found[-1] if found else None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.returncode == 0 and self.state == "success"
-
-
-class AirflowRunner:
-    """Runs `airflow dags test` against a session-wide metadata DB (PostgreSQL when available)."""
-
-    def __init__(self, home: Path, sql_alchemy_conn: str):
-        self.home = home
-        self.sql_alchemy_conn = sql_alchemy_conn
-
-    def env(self, dags_folder: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__"))
-        }
-        env.update(
-            {
-                "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
-                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            }
-        )
-        env.update(extra or {})
-        return env
-
-    def migrate(self) -> None:
-        proc = subprocess.run(
-            [str(VENV_BIN / "airflow"), "db", "migrate"],
-            env=self.env(self.home / "dags"),
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-
-    def dags_test(
-        self,
-        dag_id: str,
-        dags_folder: Path,
-        *,
-        conf: dict | None = None,
-        logical_date: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 600,
-    ) -> DagRunResult:
-        """Run one real DAG run with `airflow dags test` and return its output and final state."""
-        cmd = [str(VENV_BIN / "airflow"), "dags", "test", dag_id]
-        if logical_date:
-            cmd.append(logical_date)
-        if conf is not None:
-            cmd += ["--conf", json.dumps(conf)]
-        proc = subprocess.run(
-            cmd,
-            env=self.env(dags_folder, env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-        result = DagRunResult(dag_id, proc.returncode, proc.stdout + proc.stderr)
+    def dags_test(self, dag_id: str, dags_folder: Path, **kwargs) -> DagRunResult:
+        result = super().dags_test(dag_id, dags_folder, **kwargs)
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / f"dags-test-{dag_id}-{uuid.uuid4().hex[:6]}.log").write_text(result.output)
         return result
@@ -206,7 +127,7 @@ def airflow(tmp_path_factory) -> AirflowRunner:
         conn = dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
     else:
         conn = f"sqlite:///{home / 'airflow.db'}"
-    runner = AirflowRunner(home, conn)
+    runner = RecordingAirflowRunner(home, conn)
     runner.migrate()
     yield runner
     if db_name:
