@@ -1,0 +1,163 @@
+"""DBFS, Volumes and file: paths mapped onto the workspace data dir, and ``dbutils.fs`` on top.
+
+``dbfs:/x`` and ``/dbfs/x`` -> ``<data_dir>/dbfs/x``; ``/Volumes/a/b/c/x`` ->
+``<data_dir>/volumes/a/b/c/x``; ``file:/x`` -> ``/x``. A bare ``/x`` is a DBFS path, as in
+``dbutils.fs`` on Databricks.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def to_local(path: str, data_dir: Path, *, bare: str = "dbfs") -> Path:
+    """The local file behind a Databricks path.
+
+    :param path: ``dbfs:/...``, ``/dbfs/...``, ``/Volumes/...``, ``file:/...`` or a bare absolute path.
+    :param data_dir: the workspace data dir.
+    :param bare: what a bare absolute path means: ``"dbfs"`` (dbutils.fs) or ``"local"``.
+    """
+    data_dir = Path(data_dir)
+    if path.startswith("file:"):
+        rest = path[len("file:") :]
+        # file:/x, file:///x
+        return Path("/" + rest.lstrip("/"))
+    if path.startswith("dbfs:"):
+        return _under(data_dir / "dbfs", path[len("dbfs:") :], path)
+    if path == "/dbfs" or path.startswith("/dbfs/"):
+        return _under(data_dir / "dbfs", path[len("/dbfs") :], path)
+    if path == "/Volumes" or path.startswith("/Volumes/"):
+        return _under(data_dir / "volumes", path[len("/Volumes") :], path)
+    if path.startswith("/"):
+        if bare == "local":
+            return Path(path)
+        return _under(data_dir / "dbfs", path, path)
+    raise ValueError(
+        f"Unsupported path {path!r}: use an absolute path such as dbfs:/tmp/x, /Volumes/cat/schema/vol/x "
+        f"or file:/tmp/x"
+    )
+
+
+def _under(root: Path, rest: str, original: str) -> Path:
+    norm = posixpath.normpath("/" + rest.lstrip("/"))
+    if norm.startswith("/.."):
+        raise ValueError(f"Path {original!r} points outside its file system root")
+    return root / norm.lstrip("/") if norm != "/" else root
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of ``dbutils.fs.ls``: directories have a path and name ending in '/'."""
+
+    path: str
+    name: str
+    size: int
+    modificationTime: int  # noqa: N815 - the Databricks attribute name
+
+    def isDir(self) -> bool:  # noqa: N802
+        return self.name.endswith("/")
+
+    def isFile(self) -> bool:  # noqa: N802
+        return not self.isDir()
+
+
+def _missing(path: str) -> FileNotFoundError:
+    return FileNotFoundError(f"java.io.FileNotFoundException: {path} does not exist")
+
+
+def _child(path: str, name: str) -> str:
+    return path.rstrip("/") + "/" + name
+
+
+class FsUtils:
+    """``dbutils.fs``: file operations on DBFS, Volumes and local paths."""
+
+    def __init__(self, data_dir: Path):
+        self._data_dir = Path(data_dir)
+
+    def _local(self, path: str) -> Path:
+        return to_local(path, self._data_dir)
+
+    def ls(self, path: str) -> list[FileInfo]:
+        local = self._local(path)
+        if not local.exists():
+            raise _missing(path)
+        if local.is_file():
+            st = local.stat()
+            return [FileInfo(path, local.name, st.st_size, int(st.st_mtime * 1000))]
+        infos = []
+        for entry in sorted(local.iterdir()):
+            st = entry.stat()
+            if entry.is_dir():
+                infos.append(
+                    FileInfo(_child(path, entry.name) + "/", entry.name + "/", 0, int(st.st_mtime * 1000))
+                )
+            else:
+                infos.append(
+                    FileInfo(_child(path, entry.name), entry.name, st.st_size, int(st.st_mtime * 1000))
+                )
+        return infos
+
+    def mkdirs(self, path: str) -> bool:
+        self._local(path).mkdir(parents=True, exist_ok=True)
+        return True
+
+    def put(self, path: str, contents: str, overwrite: bool = False) -> bool:
+        local = self._local(path)
+        if local.exists() and not overwrite:
+            raise FileExistsError(f"File {path} already exists; pass overwrite=True to replace it")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(contents, encoding="utf-8")
+        return True
+
+    def head(self, path: str, maxBytes: int = 65536) -> str:  # noqa: N803
+        local = self._local(path)
+        if not local.is_file():
+            if local.is_dir():
+                raise IsADirectoryError(f"{path} is a directory; dbutils.fs.head reads files only")
+            raise _missing(path)
+        with open(local, "rb") as fh:
+            return fh.read(maxBytes).decode("utf-8", errors="replace")
+
+    def rm(self, path: str, recurse: bool = False) -> bool:
+        local = self._local(path)
+        if not local.exists() and not local.is_symlink():
+            return False
+        if local.is_dir() and not local.is_symlink():
+            if not recurse and any(local.iterdir()):
+                raise OSError(f"{path} is a non-empty directory; pass recurse=True to delete it")
+            shutil.rmtree(local)
+        else:
+            local.unlink()
+        return True
+
+    def cp(self, from_: str, to: str, recurse: bool = False) -> bool:
+        src, dst = self._local(from_), self._local(to)
+        if not src.exists():
+            raise _missing(from_)
+        if src.is_dir():
+            if not recurse:
+                raise IsADirectoryError(f"{from_} is a directory; pass recurse=True to copy it")
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            if dst.is_dir():
+                dst = dst / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+        return True
+
+    def mv(self, from_: str, to: str, recurse: bool = False) -> bool:
+        src, dst = self._local(from_), self._local(to)
+        if not src.exists():
+            raise _missing(from_)
+        if src.is_dir() and not recurse:
+            raise IsADirectoryError(f"{from_} is a directory; pass recurse=True to move it")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dst))
+        return True
+
+    def help(self) -> None:
+        print("dbutils.fs: ls, cp, mv, rm, mkdirs, put, head (dbfs:/, /Volumes/ and file:/ paths)")

@@ -1,0 +1,145 @@
+"""The driver's local Spark: started on first use, shared by all executions, one job group each.
+
+Nothing here imports pyspark until a notebook actually touches ``spark`` or ``sc``: a notebook
+that never uses Spark must never start a JVM.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.workspace.runtime.execution import current
+
+
+class SparkManager:
+    def __init__(
+        self, cluster_id: str, cluster_dir: Path, spark_conf: dict[str, str], on_started: Callable[[], None]
+    ):
+        self.cluster_id = cluster_id
+        self.cluster_dir = Path(cluster_dir)
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._on_started = on_started
+        self._local = threading.local()
+        self.conf = self._defaults()
+        self.conf.update({str(k): str(v) for k, v in spark_conf.items()})
+
+    def _defaults(self) -> dict[str, str]:
+        tmp = self.cluster_dir / "spark-tmp"
+        return {
+            "spark.master": "local[2]",
+            "spark.app.name": f"devstack-{self.cluster_id}",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.sql.warehouse.dir": str(self.cluster_dir / "spark-warehouse"),
+            "spark.local.dir": str(tmp),
+            "spark.driver.extraJavaOptions": (
+                f"-Dderby.system.home={self.cluster_dir / 'derby'} -Djava.io.tmpdir={tmp}"
+            ),
+        }
+
+    def prepare_environment(self) -> None:
+        """Let ``SparkSession.builder.getOrCreate()`` in user code get our settings too."""
+        args = []
+        for key, value in self.conf.items():
+            if key == "spark.master":
+                args += ["--master", value]
+            else:
+                args += ["--conf", f"{key}={value}"]
+        os.environ["PYSPARK_SUBMIT_ARGS"] = shlex.join([*args, "pyspark-shell"])
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+    @property
+    def started(self) -> bool:
+        if self._session is not None:
+            return True
+        # User code may have called SparkSession.builder.getOrCreate() itself.
+        if "pyspark" in sys.modules:
+            from pyspark import SparkContext
+
+            return SparkContext._active_spark_context is not None
+        return False
+
+    def session(self) -> Any:
+        """The SparkSession (started on first call), with the caller's job group set."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    (self.cluster_dir / "spark-tmp").mkdir(parents=True, exist_ok=True)
+                    from pyspark.sql import SparkSession
+
+                    builder = SparkSession.builder
+                    for key, value in self.conf.items():
+                        builder = builder.config(key, value)
+                    session = builder.getOrCreate()
+                    session.sparkContext.setLogLevel("WARN")
+                    self._session = session
+                    self._on_started()
+        self.tag_thread()
+        return self._session
+
+    def tag_thread(self) -> None:
+        """Put this thread's Spark jobs in its execution's job group (so cancel can stop them)."""
+        execution = current()
+        if self._session is None or execution is None:
+            return
+        if getattr(self._local, "group", None) == execution.exec_id:
+            return
+        self._session.sparkContext.setJobGroup(
+            execution.exec_id, f"devstack execution {execution.exec_id}", True
+        )
+        self._local.group = execution.exec_id
+
+    def cancel(self, exec_id: str) -> None:
+        if self._session is not None:
+            try:
+                self._session.sparkContext.cancelJobGroup(exec_id)
+            except Exception as exc:  # Spark may be stopping; cancel stays best-effort
+                print(f"cancelJobGroup({exec_id}) failed: {exc}", file=sys.__stderr__)
+
+
+class LazyProxy:
+    """``spark`` / ``sc`` in a notebook: the real object is created on first attribute access."""
+
+    def __init__(self, factory: Callable[[], Any], name: str):
+        object.__setattr__(self, "_factory", factory)
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._factory(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._factory(), attr, value)
+
+    def __repr__(self) -> str:
+        return repr(self._factory())
+
+    def __call__(self, *args, **kwargs):
+        return self._factory()(*args, **kwargs)
+
+
+def display(obj: Any = None, *args: Any, **kwargs: Any) -> None:
+    """Print a readable table for Spark and pandas DataFrames, else the object itself."""
+    module = type(obj).__module__ or ""
+    if module.startswith("pyspark") and hasattr(obj, "show"):
+        n = int(kwargs.get("limit", 20)) if isinstance(kwargs.get("limit", 20), int) else 20
+        obj.show(n, truncate=False)
+    elif module.startswith("pandas") and hasattr(obj, "to_string"):
+        print(obj.to_string(max_rows=60, max_cols=30))
+    elif obj is not None:
+        print(obj)
+
+
+def display_html(html: str) -> None:
+    print(f"[displayHTML] {html}")
