@@ -1,0 +1,61 @@
+"""Model training and evaluation: scikit-learn pipelines and the metrics the gate compares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODEL_TYPES = ("ridge", "random_forest", "gradient_boosting")
+
+
+def build_model(hyperparameters: dict[str, Any]):
+    """A scikit-learn pipeline for ``hyperparameters['model_type']`` (ridge, random_forest, ...)."""
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model_type = hyperparameters.get("model_type", "ridge")
+    seed = int(hyperparameters.get("seed", 42))
+    if model_type == "ridge":
+        estimator = Ridge(alpha=float(hyperparameters.get("alpha", 1.0)))
+    elif model_type == "random_forest":
+        estimator = RandomForestRegressor(
+            n_estimators=int(hyperparameters.get("n_estimators", 100)),
+            max_depth=int(hyperparameters.get("max_depth", 4)),
+            random_state=seed,
+            n_jobs=1,
+        )
+    elif model_type == "gradient_boosting":
+        estimator = GradientBoostingRegressor(
+            n_estimators=int(hyperparameters.get("n_estimators", 100)),
+            max_depth=int(hyperparameters.get("max_depth", 3)),
+            random_state=seed,
+        )
+    else:
+        raise ValueError(f"Unknown model_type {model_type!r}: use one of {list(MODEL_TYPES)}.")
+    return Pipeline([("scale", StandardScaler()), ("model", estimator)])
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """rmse, mae and r2 as plain floats (JSON- and MLflow-friendly)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "rmse": float(mean_squared_error(y_true, y_pred) ** 0.5),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+    }
+
+
+def fit_and_evaluate(frame, features: list[str], target: str, hyperparameters: dict[str, Any]):
+    """Fit on 80 % of ``frame`` (pandas), evaluate on the other 20 %; returns (model, metrics)."""
+    from sklearn.model_selection import train_test_split
+
+    if len(frame) < 10:
+        raise ValueError(f"Only {len(frame)} training rows: need at least 10 to fit and evaluate.")
+    seed = int(hyperparameters.get("seed", 42))
+    train, test = train_test_split(frame, test_size=0.2, random_state=seed)
+    model = build_model(hyperparameters).fit(train[features], train[target])
+    metrics = regression_metrics(test[target], model.predict(test[features]))
+    metrics["training_rows"] = float(len(train))
+    return model, metrics
