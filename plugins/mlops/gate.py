@@ -22,6 +22,8 @@ With ``improvement = champion - candidate`` for lower-is-better metrics and
 ``min_improvement_abs`` absolute: ``improvement >= min_improvement_abs`` (in metric units)
 =====================  ================================================================
 
+Comparisons allow a floating-point tolerance of 1e-9 (relative to the magnitudes involved), so
+a bound that is met exactly on paper (60 -> 61.2 with ``max_regression`` 0.02) passes.
 Relative comparators scale by ``|champion|`` (no division, so a champion of 0 works: any
 regression then fails ``max_regression`` and any improvement passes ``min_improvement 0``).
 Comparisons with the champion apply only when there is a champion; otherwise only ``min`` and
@@ -134,6 +136,10 @@ class Check:
     reason: str = ""
 
 
+def _tol(*values: float) -> float:
+    return 1e-9 * max(1.0, *(abs(v) for v in values))
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
@@ -159,11 +165,11 @@ def evaluate(
                 )))
                 continue
             if key == "min":
-                ok = cand >= bound
+                ok = cand >= bound - _tol(cand, bound)
                 checks.append(Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} < min {bound:g}"))
                 continue
             if key == "max":
-                ok = cand <= bound
+                ok = cand <= bound + _tol(cand, bound)
                 checks.append(Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} > max {bound:g}"))
                 continue
             if champion is None:
@@ -177,16 +183,16 @@ def evaluate(
             improvement = (champ - cand) if lower else (cand - champ)
             scale = abs(champ)
             if key == "max_regression":
-                ok = -improvement <= bound * scale
+                ok = -improvement <= bound * scale + _tol(cand, champ)
                 why = f"{metric} regressed {-improvement:g} > {bound:g} x |{champ:g}| (relative)"
             elif key == "max_regression_abs":
-                ok = -improvement <= bound
+                ok = -improvement <= bound + _tol(cand, champ)
                 why = f"{metric} regressed {-improvement:g} > {bound:g} (absolute)"
             elif key == "min_improvement":
-                ok = improvement >= bound * scale
+                ok = improvement >= bound * scale - _tol(cand, champ)
                 why = f"{metric} improved {improvement:g} < {bound:g} x |{champ:g}| (relative)"
             else:  # min_improvement_abs
-                ok = improvement >= bound
+                ok = improvement >= bound - _tol(cand, champ)
                 why = f"{metric} improved {improvement:g} < {bound:g} (absolute)"
             checks.append(Check(metric, label, cand, champ, ok, "" if ok else why))
     return checks
