@@ -376,7 +376,10 @@ def _drop_runtime_frames(te: traceback.TracebackException, seen: set[int]) -> No
         return
     seen.add(id(te))
     kept = [f for f in te.stack if not f.filename.startswith(_RUNTIME_DIR)]
-    te.stack = traceback.StackSummary.from_list(kept)
+    # Our own clear errors (notebook not found, bad cell) need no frames; anything else raised
+    # inside the runtime is a bug and keeps its full trace.
+    if kept or (te.exc_type is not None and te.exc_type.__module__.startswith("devstack.")):
+        te.stack = traceback.StackSummary.from_list(kept)
     for other in (te.__cause__, te.__context__):
         if other is not None:
             _drop_runtime_frames(other, seen)

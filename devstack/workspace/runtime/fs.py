@@ -26,25 +26,24 @@ def to_local(path: str, data_dir: Path, *, bare: str = "dbfs") -> Path:
         # file:/x, file:///x
         return Path("/" + rest.lstrip("/"))
     if path.startswith("dbfs:"):
-        return _under(data_dir / "dbfs", path[len("dbfs:") :], path)
+        return _under(data_dir / "dbfs", path[len("dbfs:") :])
     if path == "/dbfs" or path.startswith("/dbfs/"):
-        return _under(data_dir / "dbfs", path[len("/dbfs") :], path)
+        return _under(data_dir / "dbfs", path[len("/dbfs") :])
     if path == "/Volumes" or path.startswith("/Volumes/"):
-        return _under(data_dir / "volumes", path[len("/Volumes") :], path)
+        return _under(data_dir / "volumes", path[len("/Volumes") :])
     if path.startswith("/"):
         if bare == "local":
             return Path(path)
-        return _under(data_dir / "dbfs", path, path)
+        return _under(data_dir / "dbfs", path)
     raise ValueError(
         f"Unsupported path {path!r}: use an absolute path such as dbfs:/tmp/x, /Volumes/cat/schema/vol/x "
         f"or file:/tmp/x"
     )
 
 
-def _under(root: Path, rest: str, original: str) -> Path:
+def _under(root: Path, rest: str) -> Path:
+    # normpath of an absolute path drops leading "..": nothing climbs out of the root.
     norm = posixpath.normpath("/" + rest.lstrip("/"))
-    if norm.startswith("/.."):
-        raise ValueError(f"Path {original!r} points outside its file system root")
     return root / norm.lstrip("/") if norm != "/" else root
 
 

@@ -36,12 +36,12 @@ class WorkspaceClient:
         self.attempts = attempts
         self.max_wait = max_wait
 
-    def get(self, path: str, **params: Any) -> dict:
+    def get(self, endpoint: str, /, **params: Any) -> dict:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        return self._call("GET", f"{path}?{query}" if query else path, None)
+        return self._call("GET", f"{endpoint}?{query}" if query else endpoint, None)
 
-    def post(self, path: str, body: dict) -> dict:
-        return self._call("POST", path, body)
+    def post(self, endpoint: str, body: dict) -> dict:
+        return self._call("POST", endpoint, body)
 
     def _call(self, method: str, path: str, body: dict | None) -> dict:
         url = self.url + path

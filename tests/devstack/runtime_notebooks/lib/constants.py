@@ -1,0 +1,2 @@
+# Databricks notebook source
+HELPER_NAME = "helpers-from-run"
