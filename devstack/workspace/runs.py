@@ -1,5 +1,375 @@
-"""Placeholder until this API module lands."""
+"""Jobs API runs endpoints (2.0/2.1/2.2): submit, get, get-output, list, cancel, repair, delete.
+
+The scheduling lives in :mod:`devstack.workspace.scheduler`; this module validates requests and
+renders runs exactly in the shape of Databricks' ``Run`` / ``RunTask`` / ``RunOutput`` objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devstack.workspace.api import Request, invalid
+from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.scheduler import CREATOR, TERMINAL, RunManager, RunRec, now_ms
+
+VERSIONS = ("2.0", "2.1", "2.2")
+PAGE_LIMIT = 100
+
+_TERMINATION = {
+    # result_state -> (termination code, type)
+    "SUCCESS": ("SUCCESS", "SUCCESS"),
+    "SUCCESS_WITH_FAILURES": ("SUCCESS_WITH_FAILURES", "SUCCESS"),
+    "EXCLUDED": ("SKIPPED", "SUCCESS"),
+    "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "UPSTREAM_FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "TIMEDOUT": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "CANCELED": ("USER_CANCELED", "SUCCESS"),
+    "UPSTREAM_CANCELED": ("CANCELED", "SUCCESS"),
+}
 
 
-def register(router, ctx):
-    pass
+def manager(ctx: WorkspaceContext) -> RunManager:
+    """The workspace's one run manager (created by whichever module registers first)."""
+    found = ctx.services.get("runs")
+    if found is None:
+        found = RunManager(ctx, ctx.services["clusters"])
+        ctx.services["runs"] = found
+        ctx.on_shutdown.append(found.shutdown)
+    return found
+
+
+def run_page_url(ctx: WorkspaceContext, rec: RunRec) -> str:
+    if rec.run_type == "SUBMIT_RUN":
+        return f"{ctx.base_url}/jobs/runs/{rec.run_id}"
+    return f"{ctx.base_url}/jobs/{rec.job_id}/runs/{rec.run_id}"
+
+
+def _state(rec: RunRec) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "life_cycle_state": rec.life,
+        "state_message": rec.message or "",
+        "user_cancelled_or_timedout": rec.user_cancelled_or_timedout,
+    }
+    if rec.result and rec.life in TERMINAL:
+        state["result_state"] = rec.result
+    if rec.life == "QUEUED":
+        state["queue_reason"] = rec.message
+    return state
+
+
+def _status(rec: RunRec, max_parallel: int) -> dict[str, Any]:
+    if rec.life in TERMINAL:
+        if rec.life == "INTERNAL_ERROR":
+            code, kind = "INTERNAL_ERROR", "INTERNAL_ERROR"
+        elif rec.life == "SKIPPED":
+            code, kind = ("MAX_CONCURRENT_RUNS_EXCEEDED" if rec.parent_id is None else "SKIPPED"), "SUCCESS"
+        else:
+            code, kind = _TERMINATION.get(rec.result or "", ("SUCCESS", "SUCCESS"))
+        return {
+            "state": "TERMINATED",
+            "termination_details": {"code": code, "type": kind, "message": rec.message or ""},
+        }
+    life = {"WAITING_FOR_RETRY": "WAITING", "INTERNAL_ERROR": "TERMINATED"}.get(rec.life, rec.life)
+    status: dict[str, Any] = {"state": life}
+    if rec.life == "QUEUED":
+        code = "MAX_CONCURRENT_RUNS_REACHED" if rec.job_queued else "ACTIVE_RUN_JOB_TASKS_LIMIT_REACHED"
+        status["queue_details"] = {"code": code, "message": rec.message}
+    return status
+
+
+def _durations(rec: RunRec) -> dict[str, int]:
+    end = rec.end_time or now_ms()
+    setup = execution = 0
+    if rec.launch_time:
+        setup = max(0, (rec.exec_start or end) - rec.launch_time)
+    if rec.exec_start:
+        execution = max(0, end - rec.exec_start)
+    queue = max(0, (rec.launch_time or end) - rec.start_time) if rec.parent_id is not None else 0
+    return {
+        "setup_duration": setup,
+        "execution_duration": execution,
+        "cleanup_duration": 0,
+        "run_duration": max(0, end - rec.start_time),
+        "queue_duration": queue,
+    }
+
+
+def render_task(ctx: WorkspaceContext, rec: RunRec, max_parallel: int) -> dict[str, Any]:
+    out = {k: v for k, v in rec.spec.items() if v is not None}
+    out.update(
+        run_id=rec.run_id,
+        task_key=rec.task_key,
+        attempt_number=rec.attempt_number,
+        state=_state(rec),
+        status=_status(rec, max_parallel),
+        start_time=rec.start_time,
+        end_time=rec.end_time or 0,
+        run_page_url=run_page_url(ctx, rec),
+        **_durations(rec),
+    )
+    out.setdefault("depends_on", [])
+    out.setdefault("run_if", "ALL_SUCCESS")
+    if rec.cluster_instance:
+        out["cluster_instance"] = rec.cluster_instance
+    return out
+
+
+def render_run(
+    ctx: WorkspaceContext,
+    mgr: RunManager,
+    rec: RunRec,
+    *,
+    include_tasks: bool = True,
+    include_history: bool = False,
+    include_resolved_values: bool = False,
+) -> dict[str, Any]:
+    """A ``Run`` as runs/get answers it (for a job run or for one task run)."""
+    parent = rec if rec.parent_id is None else mgr.runs[rec.parent_id]
+    out: dict[str, Any] = {
+        "job_id": rec.job_id,
+        "run_id": rec.run_id,
+        "number_in_job": rec.run_id,
+        "original_attempt_run_id": rec.original_attempt_run_id or rec.run_id,
+        "attempt_number": rec.attempt_number,
+        "creator_user_name": CREATOR,
+        "run_name": parent.run_name if rec.parent_id is None else rec.task_key,
+        "run_type": rec.run_type,
+        "state": _state(rec),
+        "status": _status(rec, mgr.max_parallel),
+        "start_time": rec.start_time,
+        "end_time": rec.end_time or 0,
+        "run_page_url": run_page_url(ctx, rec),
+        "format": "MULTI_TASK",
+        "trigger": "ONE_TIME" if rec.run_type != "JOB_RUN" else "ONE_TIME",
+        "has_more": False,
+        **_durations(rec),
+    }
+    if rec.parent_id is not None:
+        out["job_run_id"] = parent.run_id
+        out["task_key"] = rec.task_key
+    if rec.cluster_instance:
+        out["cluster_instance"] = rec.cluster_instance
+    if rec.parent_id is None:
+        if parent.spec.get("job_clusters"):
+            out["job_clusters"] = parent.spec["job_clusters"]
+        if parent.spec.get("git_source"):
+            out["git_source"] = parent.spec["git_source"]
+        if parent.job_parameters:
+            out["job_parameters"] = parent.job_parameters
+        overriding = {
+            k: v for k, v in parent.overrides.items() if k in ("notebook_params", "python_params", "jar_params") and v
+        }
+        if overriding:
+            out["overriding_parameters"] = overriding
+        out["devstack"] = {"cluster_starts": parent.cluster_starts, "idempotency_token": parent.idempotency_token}
+        if parent.queue_enabled:
+            out["queue"] = {"enabled": True}
+    if include_tasks:
+        if rec.parent_id is None:
+            tasks = [mgr.runs[i] for key in rec.task_order for i in rec.attempts.get(key, [])]
+            out["tasks"] = [render_task(ctx, t, mgr.max_parallel) for t in tasks]
+            single = [t for t in tasks if t.cluster_instance]
+            if len(rec.task_order) == 1 and single:
+                out["cluster_instance"] = single[-1].cluster_instance
+        else:
+            out["tasks"] = [render_task(ctx, rec, mgr.max_parallel)]
+    if include_resolved_values and rec.parent_id is not None:
+        nb = rec.spec.get("notebook_task")
+        if nb:
+            out["tasks"][0]["resolved_values"] = {
+                "notebook_task": {"base_parameters": {k: str(v) for k, v in (nb.get("base_parameters") or {}).items()}}
+            }
+    if include_history and rec.parent_id is None:
+        history = [
+            {
+                "type": "ORIGINAL",
+                "id": rec.run_id,
+                "start_time": rec.start_time,
+                "end_time": (rec.repairs[0]["start_time"] if rec.repairs else rec.end_time) or 0,
+                "task_run_ids": [ids[0] for ids in (rec.attempts[k] for k in rec.task_order if rec.attempts.get(k))],
+            }
+        ]
+        for item in rec.repairs:
+            history.append(
+                {
+                    "type": "REPAIR",
+                    "id": item["id"],
+                    "start_time": item["start_time"],
+                    "end_time": item.get("end_time") or 0,
+                    "task_run_ids": item["task_run_ids"],
+                }
+            )
+        for item in history:
+            item["state"] = _state(rec) if item is history[-1] else {"life_cycle_state": "TERMINATED"}
+        out["repair_history"] = history
+    return out
+
+
+def render_output(ctx: WorkspaceContext, mgr: RunManager, rec: RunRec) -> dict[str, Any]:
+    """A ``RunOutput`` of one task run (or of a job run with a single task)."""
+    if rec.parent_id is None:
+        if len(rec.task_order) != 1:
+            raise invalid(
+                f"Retrieving the output of runs with multiple tasks is not supported: run {rec.run_id} has "
+                f"{len(rec.task_order)} tasks. Get the output of each task run (tasks[].run_id of runs/get) instead."
+            )
+        task = mgr.runs[rec.attempts[rec.task_order[0]][-1]]
+    else:
+        task = rec
+    out: dict[str, Any] = {"metadata": render_run(ctx, mgr, task)}
+    output = task.output or {}
+    if "notebook_task" in task.spec and (output or task.terminal):
+        notebook: dict[str, Any] = {"truncated": bool(output.get("truncated"))}
+        if output.get("notebook_result") is not None:
+            notebook["result"] = output["notebook_result"]
+        out["notebook_output"] = notebook
+    if output.get("logs") is not None:
+        out["logs"] = output["logs"]
+        out["logs_truncated"] = bool(output.get("logs_truncated"))
+    error = output.get("error")
+    if task.terminal and task.result not in (None, "SUCCESS"):
+        error = error or task.message
+    if error:
+        out["error"] = error
+    if output.get("error_trace"):
+        out["error_trace"] = output["error_trace"]
+    return out
+
+
+def _tasks_of_body(request: Request) -> dict[str, Any]:
+    body = dict(request.body)
+    for name, kind in (("run_name", str), ("timeout_seconds", int), ("idempotency_token", str)):
+        request.get(name, kind)  # type checks, naming the field
+    for name in ("tasks", "job_clusters"):
+        request.get(name, list)
+    for name in ("git_source", "queue", "new_cluster", "notebook_task", "spark_python_task"):
+        request.get(name, dict)
+    token = body.get("idempotency_token")
+    if token is not None and len(str(token)) > 64:
+        raise invalid("Invalid value for field idempotency_token: at most 64 characters")
+    return body
+
+
+def register(router, ctx: WorkspaceContext) -> None:
+    mgr = manager(ctx)
+
+    def submit(request: Request):
+        body = _tasks_of_body(request)
+        job_id = mgr.next_id("job")
+        settings = {k: v for k, v in body.items() if k not in ("idempotency_token", "access_control_list")}
+        rec = mgr.create_run(
+            job_id=job_id,
+            run_type="SUBMIT_RUN",
+            settings=settings,
+            idempotency_token=body.get("idempotency_token"),
+        )
+        return {"run_id": rec.run_id}
+
+    def get_run(request: Request):
+        run_id = request.require("run_id", int)
+        include_history = request.get("include_history", bool, False)
+        include_resolved = request.get("include_resolved_values", bool, False)
+        request.get("page_token", str)
+        with mgr.lock:
+            rec = mgr.get(run_id)
+            return render_run(
+                ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved
+            )
+
+    def get_output(request: Request):
+        run_id = request.require("run_id", int)
+        with mgr.lock:
+            return render_output(ctx, mgr, mgr.get(run_id))
+
+    def list_runs(request: Request):
+        job_id = request.get("job_id", int)
+        active_only = request.get("active_only", bool, False)
+        completed_only = request.get("completed_only", bool, False)
+        if active_only and completed_only:
+            raise invalid("active_only and completed_only cannot both be true")
+        run_type = request.get("run_type", str)
+        expand = request.get("expand_tasks", bool, False)
+        limit = request.get("limit", int, 25) or 25
+        if not 1 <= limit <= 1000:
+            raise invalid("Invalid value for field limit: must be between 1 and 1000")
+        offset = request.get("offset", int, 0) or 0
+        token = request.get("page_token", str) or ""
+        if token:
+            if not token.isdigit():
+                raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
+            offset = int(token)
+        start_from = request.get("start_time_from", int)
+        start_to = request.get("start_time_to", int)
+        with mgr.lock:
+            selected = []
+            for rid in reversed(mgr.parents):
+                rec = mgr.runs[rid]
+                if job_id is not None and rec.job_id != job_id:
+                    continue
+                if run_type and rec.run_type != run_type:
+                    continue
+                if active_only and rec.terminal:
+                    continue
+                if completed_only and not rec.terminal:
+                    continue
+                if start_from and rec.start_time < start_from:
+                    continue
+                if start_to and rec.start_time > start_to:
+                    continue
+                selected.append(rec)
+            page = selected[offset : offset + limit]
+            runs = [render_run(ctx, mgr, r, include_tasks=expand) for r in page]
+        out: dict[str, Any] = {"runs": runs, "has_more": offset + limit < len(selected)}
+        if out["has_more"]:
+            out["next_page_token"] = str(offset + limit)
+        if offset > 0:
+            out["prev_page_token"] = str(max(0, offset - limit))
+        return out
+
+    def cancel(request: Request):
+        mgr.cancel(request.require("run_id", int))
+        return {}
+
+    def cancel_all(request: Request):
+        job_id = request.get("job_id", int)
+        all_queued = request.get("all_queued_runs", bool, False)
+        if job_id is None and not all_queued:
+            raise invalid("Missing required field: job_id (or all_queued_runs=true)")
+        if job_id is not None:
+            jobs = ctx.services.get("jobs")
+            if jobs is not None:
+                jobs.require(job_id)
+        mgr.cancel_all(job_id, all_queued)
+        return {}
+
+    def repair(request: Request):
+        run_id = request.require("run_id", int)
+        request.get("rerun_tasks", list)
+        request.get("latest_repair_id", int)
+        request.get("rerun_all_failed_tasks", bool)
+        request.get("rerun_dependent_tasks", bool)
+        body = dict(request.body)
+        if body.get("latest_repair_id") is not None:
+            body["latest_repair_id"] = request.get("latest_repair_id", int)
+        return {"repair_id": mgr.repair(run_id, body)}
+
+    def delete(request: Request):
+        mgr.delete(request.require("run_id", int))
+        return {}
+
+    def export(request: Request):
+        run_id = request.require("run_id", int)
+        with mgr.lock:
+            rec = mgr.get(run_id)
+            name = rec.task_key or rec.run_name
+        return {"views": [{"name": name, "type": "NOTEBOOK", "content": f"<html><body>run {run_id}</body></html>"}]}
+
+    router.add("POST", VERSIONS, "jobs/runs/submit", submit)
+    router.add("GET", VERSIONS, "jobs/runs/get", get_run)
+    router.add("GET", VERSIONS, "jobs/runs/get-output", get_output)
+    router.add("GET", VERSIONS, "jobs/runs/list", list_runs)
+    router.add("POST", VERSIONS, "jobs/runs/cancel", cancel)
+    router.add("POST", VERSIONS, "jobs/runs/cancel-all", cancel_all)
+    router.add("POST", VERSIONS, "jobs/runs/repair", repair)
+    router.add("POST", VERSIONS, "jobs/runs/delete", delete)
+    router.add("GET", VERSIONS, "jobs/runs/export", export)

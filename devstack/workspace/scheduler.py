@@ -1,0 +1,1165 @@
+"""The run manager: job runs, their task runs, queueing, clusters, retries, timeouts, repair.
+
+Every run (a job/submit run and each attempt of each of its tasks) is a :class:`RunRec` held in
+memory and written through to SQLite by a background writer, so ``runs/get`` never waits on
+the database or on a driver. All state changes happen under one lock, and nothing slow (driver
+start, git checkout, killing a process) ever runs while holding it: those happen on short-lived
+launcher threads, which report back through :meth:`RunManager._on_done`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.workspace.api import ApiError, invalid, not_found
+from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id
+from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.store import dumps, loads
+
+log = logging.getLogger("devstack.workspace.runs")
+
+TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
+SUCCESS_RESULTS = frozenset({"SUCCESS", "SUCCESS_WITH_FAILURES", "EXCLUDED"})
+FAILED_RESULTS = frozenset({"FAILED", "TIMEDOUT", "UPSTREAM_FAILED"})
+CANCELED_RESULTS = frozenset({"CANCELED", "UPSTREAM_CANCELED"})
+RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
+TASK_KINDS = ("notebook_task", "spark_python_task")
+RESTART_MESSAGE = (
+    "The workspace process restarted while this run was in flight, so it was stopped. "
+    "Submit or trigger it again (or repair it)."
+)
+CREATOR = "devstack@localhost"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    parent_run_id INTEGER,
+    job_id INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY,
+    name TEXT,
+    created_time INTEGER NOT NULL,
+    settings TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
+CREATE TABLE IF NOT EXISTS task_values (
+    job_run_id INTEGER NOT NULL,
+    task_key TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_run_id, task_key, key)
+);
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclasses.dataclass
+class RunRec:
+    """One run: a job run (``parent_id`` None) or one attempt of one task of a job run."""
+
+    run_id: int
+    job_id: int
+    run_type: str
+    run_name: str
+    parent_id: int | None = None
+    task_key: str | None = None
+    attempt_number: int = 0
+    original_attempt_run_id: int | None = None
+    start_time: int = 0
+    launch_time: int | None = None  # a slot was taken: cluster setup begins
+    exec_start: int | None = None  # the notebook began executing
+    end_time: int | None = None
+    life: str = "PENDING"
+    result: str | None = None
+    message: str = ""
+    user_cancelled_or_timedout: bool = False
+    spec: dict = dataclasses.field(default_factory=dict)  # job run: run settings; task: the task spec
+    overrides: dict = dataclasses.field(default_factory=dict)  # job run: notebook/python/job parameters
+    output: dict | None = None
+    cluster_instance: dict | None = None
+    cluster_starts: int = 0
+    queue_enabled: bool = False
+    job_queued: bool = False  # waiting for the job's max_concurrent_runs
+    idempotency_token: str | None = None
+    repairs: list = dataclasses.field(default_factory=list)
+    repair_id: int | None = None
+    task_order: list = dataclasses.field(default_factory=list)
+    attempts: dict = dataclasses.field(default_factory=dict)  # task_key -> [run_id, ...]
+    cancel_requested: bool = False
+    timed_out: bool = False
+    job_parameters: list = dataclasses.field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.life in TERMINAL
+
+    def row(self) -> tuple[int, int | None, int, str]:
+        return self.run_id, self.parent_id, self.job_id, dumps(dataclasses.asdict(self))
+
+
+class _JobCluster:
+    """The one driver that all tasks of a job run naming one job_cluster_key share."""
+
+    def __init__(self, key: str, spec: dict):
+        self.key = key
+        self.spec = spec
+        self.cluster_id = new_cluster_id()
+        self.lock = threading.Lock()
+        self.driver: Any = None
+        self.error: str | None = None
+
+
+class TaskSetupError(Exception):
+    """The task cannot start (bad source, failed checkout); the message says why."""
+
+
+class RunManager:
+    def __init__(self, ctx: WorkspaceContext, clusters: ClusterManager):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.clusters = clusters
+        self.lock = threading.RLock()
+        self.runs: dict[int, RunRec] = {}
+        self.parents: list[int] = []  # job runs in creation order
+        self.tokens: dict[str, int] = {}
+        self.max_parallel = ctx.max_parallel_runs
+        self.ready: deque[int] = deque()  # task runs waiting for an execution slot
+        self.slots: set[int] = set()  # task runs holding a slot (launching or running)
+        self.executions: dict[int, tuple[Any, bool]] = {}  # task run -> (driver, exclusive)
+        self.cancel_events: dict[int, threading.Event] = {}
+        self.job_clusters: dict[tuple[int, str], _JobCluster] = {}
+        self.stopping = False
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = itertools.count()
+        self._timer_cond = threading.Condition(self.lock)
+        self._dirty: set[int] = set()
+        self._dirty_cond = threading.Condition(threading.Lock())
+        self._counters: dict[str, int] = {}
+        self.store.ensure_schema(SCHEMA)
+        self._load()
+        threading.Thread(target=self._timer_loop, name="run-timers", daemon=True).start()
+        threading.Thread(target=self._writer_loop, name="run-writer", daemon=True).start()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> None:
+        """Read every run back; whatever was in flight when the process died ends INTERNAL_ERROR."""
+        self._counters = {row["name"]: row["value"] for row in self.store.all("SELECT name, value FROM counters")}
+        max_run = self.store.one("SELECT MAX(run_id) AS m FROM runs")["m"] or 0
+        max_job = self.store.one("SELECT MAX(job_id) AS m FROM runs")["m"] or 0
+        max_job = max(max_job, self.store.one("SELECT MAX(job_id) AS m FROM jobs")["m"] or 0)
+        self._counters["run"] = max(self._counters.get("run", 0), max_run)
+        self._counters["job"] = max(self._counters.get("job", 0), max_job)
+        rows = self.store.all("SELECT data FROM runs ORDER BY run_id")
+        fields = {f.name for f in dataclasses.fields(RunRec)}
+        interrupted = []
+        for row in rows:
+            data = loads(row["data"])
+            rec = RunRec(**{k: v for k, v in data.items() if k in fields})
+            rec.attempts = {k: list(v) for k, v in rec.attempts.items()}
+            self.runs[rec.run_id] = rec
+            if rec.parent_id is None:
+                self.parents.append(rec.run_id)
+                if rec.idempotency_token:
+                    self.tokens[rec.idempotency_token] = rec.run_id
+            if not rec.terminal:
+                interrupted.append(rec)
+        end = now_ms()
+        for rec in interrupted:
+            rec.life, rec.result, rec.message = "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE
+            rec.end_time = end
+            rec.job_queued = False
+            for item in rec.repairs:
+                item.setdefault("end_time", end)
+            self._mark(rec)
+        if interrupted:
+            log.warning("marked %d runs that were in flight at the last stop as INTERNAL_ERROR", len(interrupted))
+            self._flush()
+
+    def _mark(self, rec: RunRec) -> None:
+        with self._dirty_cond:
+            self._dirty.add(rec.run_id)
+            self._dirty_cond.notify()
+
+    def _writer_loop(self) -> None:
+        while True:
+            with self._dirty_cond:
+                while not self._dirty:
+                    self._dirty_cond.wait()
+            time.sleep(0.05)  # coalesce bursts of changes into one transaction
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._dirty_cond:
+            ids, self._dirty = self._dirty, set()
+        if not ids:
+            return
+        with self.lock:
+            rows = [self.runs[i].row() for i in ids if i in self.runs]
+            counters = list(self._counters.items())
+        with self.store.tx() as conn:
+            conn.executemany("INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
+
+    def next_id(self, name: str) -> int:
+        """The next id of sequence ``name`` (run ids and repair ids share "run", as on Databricks)."""
+        with self.lock:
+            value = self._counters.get(name, 0) + 1
+            self._counters[name] = value
+        with self._dirty_cond:
+            self._dirty.add(0)  # 0 = the counters
+            self._dirty_cond.notify()
+        return value
+
+    # ------------------------------------------------------------------ timers
+
+    def _timer_loop(self) -> None:
+        with self._timer_cond:
+            while True:
+                if not self._timers:
+                    self._timer_cond.wait()
+                    continue
+                when, _, callback = self._timers[0]
+                delay = when - time.monotonic()
+                if delay > 0:
+                    self._timer_cond.wait(delay)
+                    continue
+                heapq.heappop(self._timers)
+                if self.stopping:
+                    continue
+                try:
+                    callback()
+                except Exception:
+                    log.exception("run timer failed")
+
+    def _after(self, seconds: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._timer_seq), callback))
+        self._timer_cond.notify()
+
+    # ------------------------------------------------------------------ creating runs
+
+    def create_run(
+        self,
+        *,
+        job_id: int,
+        run_type: str,
+        settings: dict,
+        overrides: dict | None = None,
+        idempotency_token: str | None = None,
+        max_concurrent_runs: int | None = None,
+    ) -> RunRec:
+        """Create (and start, queue or skip) one job run; the same idempotency token gives the same run."""
+        tasks = normalize_tasks(settings)
+        with self.lock:
+            if idempotency_token and idempotency_token in self.tokens:
+                return self.runs[self.tokens[idempotency_token]]
+            run_id = self.next_id("run")
+            start = now_ms()
+            queue = settings.get("queue") or {}
+            parent = RunRec(
+                run_id=run_id,
+                job_id=job_id,
+                run_type=run_type,
+                run_name=settings.get("run_name") or settings.get("name") or "Untitled",
+                start_time=start,
+                spec=settings,
+                overrides=overrides or {},
+                queue_enabled=bool(queue.get("enabled")),
+                idempotency_token=idempotency_token,
+                original_attempt_run_id=run_id,
+                task_order=[t["task_key"] for t in tasks],
+            )
+            parent.spec = {**settings, "tasks": tasks}
+            parent.job_parameters = resolve_job_parameters(settings, parent.overrides)
+            self.runs[run_id] = parent
+            self.parents.append(run_id)
+            if idempotency_token:
+                self.tokens[idempotency_token] = run_id
+            for task in tasks:
+                self._new_attempt(parent, task, attempt=0, start=start, life="BLOCKED")
+            active = 0
+            if max_concurrent_runs is not None and run_type == "JOB_RUN":
+                active = sum(
+                    1
+                    for rid in self.parents
+                    if rid != run_id
+                    and self.runs[rid].job_id == job_id
+                    and not self.runs[rid].terminal
+                    and not self.runs[rid].job_queued
+                )
+            if max_concurrent_runs is not None and run_type == "JOB_RUN" and active >= max_concurrent_runs:
+                if parent.queue_enabled:
+                    parent.job_queued = True
+                    parent.life = "QUEUED"
+                    parent.message = (
+                        f"Queued: the job already has {active} active run(s), its max_concurrent_runs limit "
+                        f"is {max_concurrent_runs}."
+                    )
+                    for task in self._current_tasks(parent):
+                        task.life, task.message = "QUEUED", "Waiting for the job run to leave the queue"
+                        self._mark(task)
+                else:
+                    self._skip_run(parent, max_concurrent_runs)
+            else:
+                self._begin(parent)
+            self._mark(parent)
+            self._pump()
+            return parent
+
+    def _new_attempt(self, parent: RunRec, task: dict, *, attempt: int, start: int, life: str,
+                     original: int | None = None, repair_id: int | None = None) -> RunRec:
+        run_id = self.next_id("run")
+        key = task["task_key"]
+        previous = parent.attempts.get(key) or []
+        if previous:
+            start = max(start, self.runs[previous[-1]].start_time + 1)  # the latest attempt sorts last
+        rec = RunRec(
+            run_id=run_id,
+            job_id=parent.job_id,
+            run_type=parent.run_type,
+            run_name=key,
+            parent_id=parent.run_id,
+            task_key=key,
+            attempt_number=attempt,
+            original_attempt_run_id=original or run_id,
+            start_time=start,
+            life=life,
+            spec=task,
+            repair_id=repair_id,
+            queue_enabled=parent.queue_enabled,
+        )
+        self.runs[run_id] = rec
+        parent.attempts.setdefault(key, []).append(run_id)
+        self._mark(rec)
+        self._mark(parent)
+        return rec
+
+    def _skip_run(self, parent: RunRec, limit: int) -> None:
+        end = now_ms()
+        parent.life, parent.result = "SKIPPED", None
+        parent.message = (
+            f"Skipped: the job has reached its limit of {limit} concurrent run(s) and queueing is disabled "
+            "(set queue.enabled to queue instead)."
+        )
+        parent.end_time = end
+        for task in self._current_tasks(parent):
+            task.life, task.result, task.message, task.end_time = "SKIPPED", None, parent.message, end
+            self._mark(task)
+
+    def _begin(self, parent: RunRec) -> None:
+        """Start a job run: arm its timeout and release the tasks without dependencies."""
+        parent.job_queued = False
+        parent.life = "PENDING"
+        parent.message = ""
+        timeout = _int(parent.spec.get("timeout_seconds"))
+        if timeout > 0:
+            rid = parent.run_id
+            self._after(timeout, lambda: self._timeout_run(rid, timeout))
+        for task in self._current_tasks(parent):
+            if task.life in ("QUEUED", "BLOCKED"):
+                task.life, task.message = "BLOCKED", "Waiting for upstream tasks"
+        self._advance(parent)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _current_tasks(self, parent: RunRec) -> list[RunRec]:
+        return [self.runs[parent.attempts[key][-1]] for key in parent.task_order if parent.attempts.get(key)]
+
+    def _current(self, parent: RunRec, key: str) -> RunRec | None:
+        ids = parent.attempts.get(key)
+        return self.runs[ids[-1]] if ids else None
+
+    def _advance(self, parent: RunRec) -> None:
+        """Decide every BLOCKED task whose upstreams are all done; finish the run when all tasks are."""
+        if parent.terminal or parent.job_queued:
+            return
+        changed = True
+        while changed:
+            changed = False
+            for task in self._current_tasks(parent):
+                if task.life != "BLOCKED":
+                    continue
+                ups = [self._current(parent, d["task_key"]) for d in task.spec.get("depends_on") or []]
+                if any(u is None or not u.terminal or u.life == "WAITING_FOR_RETRY" for u in ups):
+                    continue
+                verdict = run_if_verdict(task.spec.get("run_if") or "ALL_SUCCESS", [u.result or "" for u in ups])
+                if parent.cancel_requested:
+                    verdict = "CANCELED"
+                if verdict == "RUN":
+                    self._make_ready(task)
+                else:
+                    messages = {
+                        "UPSTREAM_FAILED": "Upstream task(s) failed.",
+                        "UPSTREAM_CANCELED": "Upstream task(s) were canceled.",
+                        "EXCLUDED": f"Excluded: the run_if condition {task.spec.get('run_if')} was not met.",
+                        "CANCELED": "The run was canceled.",
+                    }
+                    self._complete(task, "TERMINATED", verdict, messages[verdict])
+                    changed = True
+        self._refresh_parent(parent)
+
+    def _make_ready(self, task: RunRec) -> None:
+        task.life = "QUEUED" if task.queue_enabled else "PENDING"
+        task.message = (
+            f"Waiting for a free execution slot: the workspace runs at most {self.max_parallel} task runs at once."
+        )
+        self.ready.append(task.run_id)
+        self.cancel_events[task.run_id] = threading.Event()
+        self._mark(task)
+
+    def _pump(self) -> None:
+        """Hand free execution slots to the oldest waiting task runs."""
+        while self.ready and len(self.slots) < self.max_parallel and not self.stopping:
+            run_id = self.ready.popleft()
+            task = self.runs[run_id]
+            if task.terminal or task.life not in ("QUEUED", "PENDING"):
+                continue
+            self.slots.add(run_id)
+            task.life, task.message = "PENDING", "Waiting for cluster"
+            task.launch_time = now_ms()
+            self._mark(task)
+            timeout = _int(task.spec.get("timeout_seconds"))
+            if timeout > 0:
+                self._after(timeout, lambda rid=run_id, t=timeout: self._timeout_task(rid, t))
+            parent = self.runs[task.parent_id]
+            self._refresh_parent(parent)
+            threading.Thread(target=self._launch, args=(run_id,), name=f"launch-{run_id}", daemon=True).start()
+
+    def _refresh_parent(self, parent: RunRec) -> None:
+        if parent.terminal:
+            return
+        tasks = self._current_tasks(parent)
+        if tasks and all(t.terminal and t.life != "WAITING_FOR_RETRY" for t in tasks):
+            self._finish_parent(parent, tasks)
+            return
+        if parent.job_queued:
+            life = "QUEUED"
+        elif parent.cancel_requested:
+            life = "TERMINATING"
+        else:
+            all_attempts = [self.runs[i] for ids in parent.attempts.values() for i in ids]
+            if any(t.exec_start or (t.terminal and t.repair_id == _last_repair(parent)) for t in all_attempts):
+                life = "RUNNING"
+            elif any(t.life == "PENDING" and t.launch_time for t in tasks):
+                life = "PENDING"
+            elif parent.queue_enabled and any(t.life == "QUEUED" for t in tasks):
+                life = "QUEUED"
+            else:
+                life = "PENDING"
+        if life != parent.life:
+            parent.life = life
+            parent.message = {
+                "RUNNING": "In run",
+                "PENDING": "Waiting for cluster",
+                "QUEUED": parent.message or "Queued",
+                "TERMINATING": "Cancelling",
+            }.get(life, "")
+            if life == "QUEUED" and not parent.job_queued:
+                parent.message = f"Queued: the workspace runs at most {self.max_parallel} task runs at once."
+            self._mark(parent)
+
+    def _finish_parent(self, parent: RunRec, tasks: list[RunRec]) -> None:
+        end = now_ms()
+        if parent.timed_out:
+            life, result = "TERMINATED", "TIMEDOUT"
+            message = f"Run timed out after {parent.spec.get('timeout_seconds')} seconds (timeout_seconds)."
+        elif parent.cancel_requested:
+            life, result, message = "TERMINATED", "CANCELED", "Run cancelled."
+        else:
+            downstream = {d["task_key"] for t in tasks for d in t.spec.get("depends_on") or []}
+            leaves = [t for t in tasks if t.task_key not in downstream]
+            failed = [t for t in tasks if t.result in FAILED_RESULTS and t.result != "UPSTREAM_FAILED"]
+            failed += [t for t in tasks if t.life == "INTERNAL_ERROR"]
+            leaf_results = {t.result for t in leaves}
+            life = "INTERNAL_ERROR" if any(t.life == "INTERNAL_ERROR" for t in tasks) else "TERMINATED"
+            if any(t.life == "INTERNAL_ERROR" for t in leaves) or leaf_results & {"FAILED", "UPSTREAM_FAILED"}:
+                result = "FAILED"
+            elif "TIMEDOUT" in leaf_results:
+                result = "TIMEDOUT"
+            elif leaf_results & CANCELED_RESULTS:
+                result = "CANCELED"
+            elif failed:
+                result = "SUCCESS_WITH_FAILURES"
+            else:
+                result = "SUCCESS"
+            if result == "SUCCESS":
+                life = "TERMINATED"
+            culprit = failed[0] if failed else next((t for t in tasks if t.result not in SUCCESS_RESULTS), None)
+            if result == "SUCCESS":
+                message = ""
+            elif culprit is not None and len(tasks) == 1:
+                message = culprit.message
+            elif culprit is not None:
+                message = f"Task {culprit.task_key} failed with message: {culprit.message}"
+            else:
+                message = "Some tasks did not succeed."
+        parent.life, parent.result, parent.message, parent.end_time = life, result, message, end
+        parent.user_cancelled_or_timedout = parent.cancel_requested or parent.timed_out
+        if parent.repairs:
+            parent.repairs[-1]["end_time"] = end
+        self._mark(parent)
+        for (run_id, key), cluster in list(self.job_clusters.items()):
+            if run_id == parent.run_id:
+                del self.job_clusters[(run_id, key)]
+                if cluster.driver is not None:
+                    self.clusters.kill_driver_async(cluster.driver)
+        self._dequeue_job(parent.job_id)
+
+    def _dequeue_job(self, job_id: int) -> None:
+        if job_id is None:
+            return
+        job = self.ctx.services.get("jobs")
+        limit = job.max_concurrent_runs(job_id) if job else 1
+        active = [r for r in (self.runs[i] for i in self.parents) if r.job_id == job_id and not r.terminal]
+        running = sum(1 for r in active if not r.job_queued)
+        for rec in active:
+            if running >= limit:
+                break
+            if rec.job_queued:
+                self._begin(rec)
+                running += 1
+
+    # ------------------------------------------------------------------ launching
+
+    def _launch(self, run_id: int) -> None:
+        with self.lock:
+            task = self.runs[run_id]
+            parent = self.runs[task.parent_id]
+            cancelled = self.cancel_events.setdefault(run_id, threading.Event())
+        try:
+            driver, exclusive, cluster_id = self._acquire_cluster(parent, task, cancelled)
+        except ClusterStartCancelled:
+            with self.lock:
+                self._finish_cancelled(task)
+            return
+        except Exception as exc:
+            log.warning("cluster start for task run %s failed: %s", run_id, exc)
+            with self.lock:
+                self._complete(task, "INTERNAL_ERROR", "FAILED", f"Cluster failed to start: {exc}")
+            return
+        try:
+            payload = self._payload(parent, task)
+        except (TaskSetupError, ApiError) as exc:
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            with self.lock:
+                self._complete(task, "TERMINATED", "FAILED", message)
+            if exclusive:
+                self.clusters.kill_driver_async(driver)
+            return
+        with self.lock:
+            if task.terminal or task.cancel_requested or self.stopping:
+                if not task.terminal:
+                    self._finish_cancelled(task)
+                if exclusive:
+                    self.clusters.kill_driver_async(driver)
+                return
+            task.life, task.message = "RUNNING", "In run"
+            task.exec_start = now_ms()
+            task.cluster_instance = {"cluster_id": cluster_id, "spark_context_id": str(getattr(driver, "pid", 0))}
+            self.executions[run_id] = (driver, exclusive)
+            self._mark(task)
+            self._refresh_parent(parent)
+        try:
+            driver.execute(payload, lambda result: self._on_done(run_id, result))
+        except Exception as exc:
+            log.exception("driver rejected task run %s", run_id)
+            with self.lock:
+                self.executions.pop(run_id, None)
+                self._complete(task, "INTERNAL_ERROR", "FAILED", f"The cluster driver failed: {exc}")
+            if exclusive:
+                self.clusters.kill_driver_async(driver)
+
+    def _acquire_cluster(self, parent: RunRec, task: RunRec, cancelled: threading.Event):
+        spec = task.spec
+
+        def counted():
+            with self.lock:
+                parent.cluster_starts += 1
+                self._mark(parent)
+
+        if spec.get("existing_cluster_id"):
+            cluster_id = spec["existing_cluster_id"]
+            return self.clusters.ensure_running(cluster_id, cancelled, counted), False, cluster_id
+        if spec.get("job_cluster_key"):
+            key = spec["job_cluster_key"]
+            with self.lock:
+                shared = self.job_clusters.get((parent.run_id, key))
+                if shared is None:
+                    specs = {c.get("job_cluster_key"): c.get("new_cluster") for c in parent.spec.get("job_clusters") or []}
+                    shared = self.job_clusters[(parent.run_id, key)] = _JobCluster(key, specs.get(key) or {})
+            with shared.lock:
+                if shared.driver is not None and shared.driver.alive:
+                    return shared.driver, False, shared.cluster_id
+                shared.driver = self.clusters.launch_driver(shared.cluster_id, shared.spec, cancelled, counted)
+                with self.lock:
+                    if parent.terminal:  # the run ended while this cluster started
+                        self.clusters.kill_driver_async(shared.driver)
+                        raise ClusterStartCancelled(shared.cluster_id)
+                return shared.driver, False, shared.cluster_id
+        cluster_id = new_cluster_id()
+        return self.clusters.launch_driver(cluster_id, spec.get("new_cluster") or {}, cancelled, counted), True, cluster_id
+
+    def _payload(self, parent: RunRec, task: RunRec) -> dict[str, Any]:
+        spec = task.spec
+        refs = reference_values(parent, task)
+        git_source = spec.get("git_source") or parent.spec.get("git_source")
+        payload: dict[str, Any] = {
+            "exec_id": str(task.run_id),
+            "job_id": parent.job_id,
+            "run_id": task.run_id,
+            "job_run_id": parent.run_id,
+            "task_key": task.task_key,
+            "env": {},
+            "git_root": None,
+            "notebook_path": None,
+            "python_file": None,
+            "parameters": [],
+            "base_parameters": {},
+        }
+        if "notebook_task" in spec:
+            nb = spec["notebook_task"]
+            source = nb.get("source") or ("GIT" if git_source else "WORKSPACE")
+            params = {str(k): _str(v) for k, v in (nb.get("base_parameters") or {}).items()}
+            params.update({p["name"]: _str(p.get("value", p.get("default"))) for p in parent.job_parameters})
+            params.update({str(k): _str(v) for k, v in (parent.overrides.get("notebook_params") or {}).items()})
+            payload.update(
+                kind="notebook",
+                source=source,
+                notebook_path=nb.get("notebook_path"),
+                base_parameters={k: substitute(v, refs) for k, v in params.items()},
+            )
+        else:
+            py = spec["spark_python_task"]
+            source = py.get("source") or ("GIT" if git_source else "WORKSPACE")
+            params = parent.overrides.get("python_params") or py.get("parameters") or []
+            payload.update(
+                kind="spark_python",
+                source=source,
+                python_file=py.get("python_file"),
+                parameters=[substitute(_str(p), refs) for p in params],
+            )
+        if source == "GIT":
+            if not git_source:
+                raise TaskSetupError(f"Task {task.task_key} uses source GIT but the run has no git_source.")
+            payload["git_root"] = str(self._checkout(git_source))
+            relative = payload["notebook_path"] or payload["python_file"] or ""
+            if relative.startswith("/"):
+                raise TaskSetupError(
+                    f"Task {task.task_key}: a GIT source path must be relative to the repository root, got {relative}."
+                )
+        return payload
+
+    def _checkout(self, git_source: dict) -> Path:
+        service = self.ctx.services.get("git")
+        if service is not None:
+            checkout = getattr(service, "checkout", None) or service
+            return Path(checkout(git_source))
+        url = str(git_source.get("git_url") or "")
+        local = Path(url.removeprefix("file://"))
+        if local.is_dir():
+            return local
+        raise TaskSetupError(f"Cannot check out git_source {url}: this workspace has no git service.")
+
+    # ------------------------------------------------------------------ completion
+
+    def _on_done(self, run_id: int, result: dict) -> None:
+        kill = None
+        with self.lock:
+            if self.stopping:
+                return
+            task = self.runs[run_id]
+            driver, exclusive = self.executions.pop(run_id, (None, False))
+            if exclusive and driver is not None:
+                kill = driver
+            task.output = {
+                "notebook_result": result.get("notebook_result"),
+                "truncated": bool(result.get("truncated")),
+                "error": result.get("error"),
+                "error_trace": result.get("error_trace"),
+                "logs": result.get("logs"),
+                "logs_truncated": bool(result.get("logs_truncated")),
+            }
+            state = result.get("result_state")
+            if task.terminal:
+                pass
+            elif task.timed_out:
+                self._complete(task, "TERMINATED", "TIMEDOUT", self._timeout_message(task))
+            elif state == "CANCELED" or task.cancel_requested:
+                self._finish_cancelled(task)
+            elif state == "SUCCESS":
+                self._complete(task, "TERMINATED", "SUCCESS", "")
+            else:
+                error = result.get("error") or "The notebook failed without an error message."
+                self._complete(task, "TERMINATED", "FAILED", error)
+        if kill is not None:
+            self.clusters.kill_driver_async(kill)
+
+    def _timeout_message(self, task: RunRec) -> str:
+        return f"Task {task.task_key} timed out after {task.spec.get('timeout_seconds')} seconds (timeout_seconds)."
+
+    def _finish_cancelled(self, task: RunRec) -> None:
+        if task.timed_out:
+            self._complete(task, "TERMINATED", "TIMEDOUT", self._timeout_message(task))
+            return
+        parent = self.runs[task.parent_id]
+        if parent.timed_out:
+            self._complete(task, "TERMINATED", "TIMEDOUT", "The run timed out.")
+        else:
+            self._complete(task, "TERMINATED", "CANCELED", "Run cancelled.")
+
+    def _complete(self, task: RunRec, life: str, result: str | None, message: str) -> None:
+        """Record a task attempt's end, retry it if its policy says so, then move the run on."""
+        if task.terminal:
+            return
+        task.life, task.result, task.message = life, result, (message or "")[:4000]
+        task.end_time = now_ms()
+        task.user_cancelled_or_timedout = result in ("CANCELED", "TIMEDOUT")
+        self.slots.discard(task.run_id)
+        self.cancel_events.pop(task.run_id, None)
+        self._mark(task)
+        parent = self.runs[task.parent_id]
+        if self._should_retry(parent, task):
+            retry = self._new_attempt(
+                parent,
+                task.spec,
+                attempt=task.attempt_number + 1,
+                start=now_ms(),
+                life="WAITING_FOR_RETRY",
+                original=task.original_attempt_run_id,
+                repair_id=task.repair_id,
+            )
+            retry.message = f"Waiting to retry after attempt {task.attempt_number} ended {result}"
+            delay = _int(task.spec.get("min_retry_interval_millis")) / 1000.0
+            rid = retry.run_id
+            self._after(delay, lambda: self._retry_due(rid))
+        self._advance(parent)
+        self._pump()
+
+    def _should_retry(self, parent: RunRec, task: RunRec) -> bool:
+        if parent.cancel_requested or parent.timed_out or self.stopping:
+            return False
+        retryable = task.result == "FAILED" or task.life == "INTERNAL_ERROR"
+        if task.result == "TIMEDOUT" and task.spec.get("retry_on_timeout"):
+            retryable = True
+        limit = _int(task.spec.get("max_retries"))
+        return retryable and (limit == -1 or task.attempt_number < limit)
+
+    def _retry_due(self, run_id: int) -> None:
+        task = self.runs.get(run_id)
+        if task is None or task.life != "WAITING_FOR_RETRY":
+            return
+        self._make_ready(task)
+        self._refresh_parent(self.runs[task.parent_id])
+        self._pump()
+
+    # ------------------------------------------------------------------ cancel and timeouts
+
+    def _cancel_task(self, task: RunRec) -> Callable[[], None] | None:
+        """Cancel one task attempt; returns the slow part (process kill) to run outside the lock."""
+        if task.terminal:
+            return None
+        task.cancel_requested = True
+        self._mark(task)
+        if task.run_id not in self.slots:  # never launched: blocked, waiting for a slot or a retry
+            self._finish_cancelled(task)
+            return None
+        event = self.cancel_events.get(task.run_id)
+        if event is not None:
+            event.set()
+        execution = self.executions.get(task.run_id)
+        if execution is None:
+            return None  # still launching: the launcher sees the event and stops
+        driver, exclusive = execution
+        if exclusive:
+            return lambda: driver.kill()
+        return lambda: driver.cancel(str(task.run_id), grace=5.0)
+
+    def cancel(self, run_id: int) -> None:
+        """Cancel a job run (all of its tasks) or one task run, as runs/cancel does."""
+        slow: list[Callable[[], None]] = []
+        with self.lock:
+            rec = self.get(run_id)
+            if rec.terminal:
+                return
+            if rec.parent_id is None:
+                slow += self._cancel_run(rec)
+            else:
+                action = self._cancel_task(rec)
+                if action:
+                    slow.append(action)
+        _run_in_background(slow)
+
+    def _cancel_run(self, parent: RunRec) -> list[Callable[[], None]]:
+        parent.cancel_requested = True
+        self._mark(parent)
+        if parent.job_queued:
+            parent.job_queued = False
+        # The run's job clusters die with it: kill them rather than interrupt each task on them.
+        doomed = [c.driver for (rid, _k), c in self.job_clusters.items() if rid == parent.run_id and c.driver]
+        slow = []
+        for task in self._current_tasks(parent):
+            execution = self.executions.get(task.run_id)
+            action = self._cancel_task(task)
+            if action and not (execution and execution[0] in doomed):
+                slow.append(action)
+        slow += [driver.kill for driver in doomed]
+        self._advance(parent)
+        self._pump()
+        return slow
+
+    def cancel_all(self, job_id: int | None, all_queued: bool = False) -> None:
+        slow: list[Callable[[], None]] = []
+        with self.lock:
+            for rid in list(self.parents):
+                rec = self.runs[rid]
+                if rec.terminal:
+                    continue
+                if (job_id is not None and rec.job_id == job_id) or (all_queued and rec.life == "QUEUED"):
+                    slow += self._cancel_run(rec)
+        _run_in_background(slow)
+
+    def _timeout_task(self, run_id: int, timeout: int) -> None:
+        task = self.runs.get(run_id)
+        if task is None or task.terminal:
+            return
+        task.timed_out = True
+        action = self._cancel_task(task)
+        if action:
+            threading.Thread(target=action, daemon=True).start()
+
+    def _timeout_run(self, run_id: int, timeout: int) -> None:
+        parent = self.runs.get(run_id)
+        if parent is None or parent.terminal:
+            return
+        parent.timed_out = True
+        _run_in_background(self._cancel_run(parent))
+
+    # ------------------------------------------------------------------ repair
+
+    def repair(self, run_id: int, body: dict) -> int:
+        with self.lock:
+            parent = self.get(run_id)
+            if parent.parent_id is not None:
+                raise invalid(f"Run {run_id} is a task run; repair its job run {parent.parent_id} instead.")
+            if not parent.terminal:
+                raise ApiError(400, "INVALID_STATE", f"Run {run_id} is still active ({parent.life}); wait for it to end.")
+            latest = body.get("latest_repair_id")
+            last = _last_repair(parent)
+            if last is not None and latest is not None and int(latest) != last:
+                raise invalid(f"latest_repair_id {latest} is not the latest repair of run {run_id} (that is {last}).")
+            if last is not None and latest is None:
+                raise invalid(f"Run {run_id} was repaired before: pass latest_repair_id={last}.")
+            keys = set(body.get("rerun_tasks") or [])
+            unknown = keys - set(parent.task_order)
+            if unknown:
+                raise invalid(f"rerun_tasks names tasks that are not in run {run_id}: {sorted(unknown)}")
+            if body.get("rerun_all_failed_tasks"):
+                keys |= {t.task_key for t in self._current_tasks(parent) if t.result not in SUCCESS_RESULTS}
+            if body.get("rerun_dependent_tasks"):
+                keys |= downstream_of(parent.spec["tasks"], keys)
+            if not keys:
+                raise invalid(
+                    f"Nothing to repair in run {run_id}: give rerun_tasks or rerun_all_failed_tasks (no task failed)."
+                )
+            for name in ("notebook_params", "python_params"):
+                if body.get(name) is not None:
+                    parent.overrides[name] = body[name]
+            if body.get("job_parameters") is not None:
+                parent.overrides["job_parameters"] = body["job_parameters"]
+                parent.job_parameters = resolve_job_parameters(parent.spec, parent.overrides)
+            repair_id = self.next_id("run")
+            start = now_ms()
+            specs = {t["task_key"]: t for t in parent.spec["tasks"]}
+            new_ids = []
+            for key in parent.task_order:
+                if key in keys:
+                    rec = self._new_attempt(parent, specs[key], attempt=0, start=start, life="BLOCKED", repair_id=repair_id)
+                    new_ids.append(rec.run_id)
+            parent.repairs.append({"id": repair_id, "start_time": start, "task_run_ids": new_ids})
+            parent.life, parent.result, parent.message, parent.end_time = "PENDING", None, "", None
+            parent.cancel_requested = parent.timed_out = parent.user_cancelled_or_timedout = False
+            self._mark(parent)
+            self._advance(parent)
+            self._pump()
+            return repair_id
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, run_id: int) -> RunRec:
+        rec = self.runs.get(run_id)
+        if rec is None:
+            raise not_found(f"Run {run_id} does not exist.")
+        return rec
+
+    def delete(self, run_id: int) -> None:
+        with self.lock:
+            rec = self.get(run_id)
+            if rec.parent_id is not None:
+                raise invalid(f"Run {run_id} is a task run; delete its job run {rec.parent_id}.")
+            if not rec.terminal:
+                raise ApiError(400, "INVALID_STATE", f"Run {run_id} is still active ({rec.life}); cancel it first.")
+            ids = [run_id] + [i for ids in rec.attempts.values() for i in ids]
+            for i in ids:
+                self.runs.pop(i, None)
+            self.parents.remove(run_id)
+            if rec.idempotency_token:
+                self.tokens.pop(rec.idempotency_token, None)
+        with self.store.tx() as conn:
+            conn.executemany("DELETE FROM runs WHERE run_id=?", [(i,) for i in ids])
+            conn.execute("DELETE FROM task_values WHERE job_run_id=?", (run_id,))
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            by_state: dict[str, int] = {}
+            for rid in self.parents:
+                life = self.runs[rid].life
+                by_state[life] = by_state.get(life, 0) + 1
+            tasks_by_state: dict[str, int] = {}
+            for rec in self.runs.values():
+                if rec.parent_id is not None and not rec.terminal:
+                    tasks_by_state[rec.life] = tasks_by_state.get(rec.life, 0) + 1
+            return {
+                "cluster_starts": self.clusters.cluster_starts,
+                "runs_by_state": by_state,
+                "active_task_runs_by_state": tasks_by_state,
+                "queue_length": sum(1 for i in self.ready if not self.runs[i].terminal),
+                "job_queue_length": sum(1 for rid in self.parents if self.runs[rid].job_queued),
+                "executing": len(self.slots),
+                "max_parallel_runs": self.max_parallel,
+            }
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self._timer_cond.notify_all()
+        self.clusters.shutdown()
+        self._flush()
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _last_repair(parent: RunRec) -> int | None:
+    return parent.repairs[-1]["id"] if parent.repairs else None
+
+
+def _run_outside(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
+        try:
+            action()
+        except Exception:
+            log.exception("cancel action failed")
+
+
+def _run_in_background(actions: list[Callable[[], None]]) -> None:
+    if actions:
+        threading.Thread(target=_run_outside, args=(actions,), name="cancel", daemon=True).start()
+
+
+def run_if_verdict(run_if: str, upstream: list[str]) -> str:
+    """RUN, or the result a task gets when its run_if condition rules it out."""
+    ok = [r in SUCCESS_RESULTS for r in upstream]
+    failed = [r in FAILED_RESULTS for r in upstream]
+    canceled = [r in CANCELED_RESULTS for r in upstream]
+    if not upstream or run_if == "ALL_DONE":
+        return "RUN"
+    if run_if == "ALL_SUCCESS":
+        return "RUN" if all(ok) else ("UPSTREAM_CANCELED" if any(canceled) and not any(failed) else "UPSTREAM_FAILED")
+    if run_if == "AT_LEAST_ONE_SUCCESS":
+        return "RUN" if any(ok) else ("UPSTREAM_CANCELED" if all(canceled) else "UPSTREAM_FAILED")
+    if run_if == "NONE_FAILED":
+        return "RUN" if not any(failed) else "UPSTREAM_FAILED"
+    if run_if == "AT_LEAST_ONE_FAILED":
+        return "RUN" if any(failed) else "EXCLUDED"
+    if run_if == "ALL_FAILED":
+        return "RUN" if all(failed) else "EXCLUDED"
+    return "UPSTREAM_FAILED"
+
+
+def downstream_of(tasks: list[dict], keys: set[str]) -> set[str]:
+    found = set(keys)
+    changed = True
+    while changed:
+        changed = False
+        for task in tasks:
+            if task["task_key"] not in found and any(d["task_key"] in found for d in task.get("depends_on") or []):
+                found.add(task["task_key"])
+                changed = True
+    return found - keys
+
+
+def resolve_job_parameters(settings: dict, overrides: dict) -> list[dict]:
+    """The job's parameters with their defaults and the values of this run (run-now job_parameters)."""
+    given = overrides.get("job_parameters") or {}
+    out = []
+    for param in settings.get("parameters") or []:
+        name = param.get("name")
+        entry = {"name": name, "default": _str(param.get("default"))}
+        entry["value"] = _str(given[name]) if name in given else entry["default"]
+        out.append(entry)
+    known = {p["name"] for p in out}
+    for name, value in given.items():
+        if name not in known:
+            out.append({"name": name, "value": _str(value)})
+    return out
+
+
+_REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+
+
+def reference_values(parent: RunRec, task: RunRec) -> dict[str, str]:
+    refs = {
+        "job.id": str(parent.job_id),
+        "job.run_id": str(parent.run_id),
+        "job.name": parent.run_name,
+        "job.start_time.iso_date": time.strftime("%Y-%m-%d", time.gmtime(parent.start_time / 1000)),
+        "job.start_time.timestamp_ms": str(parent.start_time),
+        "job.repair_count": str(len(parent.repairs)),
+        "task.name": task.task_key or "",
+        "task.run_id": str(task.run_id),
+        "task.execution_count": str(task.attempt_number + 1),
+        # the older {{run_id}}-style names
+        "job_id": str(parent.job_id),
+        "run_id": str(task.run_id),
+        "parent_run_id": str(parent.run_id),
+        "task_key": task.task_key or "",
+    }
+    for param in parent.job_parameters:
+        refs[f"job.parameters.{param['name']}"] = _str(param.get("value", param.get("default")))
+    return refs
+
+
+def substitute(value: str, refs: dict[str, str]) -> str:
+    return _REF.sub(lambda m: refs.get(m.group(1), m.group(0)), value)
+
+
+def normalize_tasks(settings: dict) -> list[dict]:
+    """The run's tasks in the multi-task format; a legacy single-task body becomes one task.
+
+    Raises INVALID_PARAMETER_VALUE naming the field for anything the workspace cannot run.
+    """
+    tasks = settings.get("tasks")
+    if tasks is None:
+        legacy = {k: settings[k] for k in (*TASK_KINDS, "new_cluster", "existing_cluster_id", "libraries",
+                                           "timeout_seconds", "max_retries", "min_retry_interval_millis",
+                                           "retry_on_timeout", "job_cluster_key") if k in settings}
+        if not any(k in legacy for k in TASK_KINDS):
+            raise invalid("Missing required field: tasks (or a top-level notebook_task / spark_python_task)")
+        legacy.pop("timeout_seconds", None)  # a top-level timeout is the run's, not the task's
+        legacy["task_key"] = str(settings.get("run_name") or "task")[:100]
+        tasks = [legacy]
+    if not isinstance(tasks, list) or not tasks:
+        raise invalid("Invalid value for field tasks: expected a non-empty array of tasks")
+    keys: set[str] = set()
+    cluster_keys = {c.get("job_cluster_key") for c in settings.get("job_clusters") or [] if isinstance(c, dict)}
+    out = []
+    for i, task in enumerate(tasks):
+        where = f"tasks[{i}]"
+        if not isinstance(task, dict):
+            raise invalid(f"Invalid value for field {where}: expected an object")
+        key = task.get("task_key")
+        if not isinstance(key, str) or not key:
+            raise invalid(f"Missing required field: {where}.task_key")
+        if key in keys:
+            raise invalid(f"Invalid value for field {where}.task_key: duplicate task_key {key!r}")
+        keys.add(key)
+        kinds = [k for k in task if k.endswith("_task") and task[k] is not None]
+        if not kinds:
+            raise invalid(f"Missing required field: {where} needs a notebook_task or spark_python_task")
+        if kinds[0] not in TASK_KINDS:
+            raise invalid(
+                f"Invalid value for field {where}.{kinds[0]}: the devstack workspace runs notebook_task and "
+                "spark_python_task only."
+            )
+        body = task[kinds[0]]
+        if not isinstance(body, dict):
+            raise invalid(f"Invalid value for field {where}.{kinds[0]}: expected an object")
+        if kinds[0] == "notebook_task":
+            if not isinstance(body.get("notebook_path"), str) or not body.get("notebook_path"):
+                raise invalid(f"Missing required field: {where}.notebook_task.notebook_path")
+            bp = body.get("base_parameters")
+            if bp is not None and not isinstance(bp, dict):
+                raise invalid(f"Invalid value for field {where}.notebook_task.base_parameters: expected an object")
+        else:
+            if not isinstance(body.get("python_file"), str) or not body.get("python_file"):
+                raise invalid(f"Missing required field: {where}.spark_python_task.python_file")
+        if task.get("source") is not None and body.get("source") not in (None, "WORKSPACE", "GIT"):
+            raise invalid(f"Invalid value for field {where}.{kinds[0]}.source: expected WORKSPACE or GIT")
+        clusters = [k for k in ("new_cluster", "existing_cluster_id", "job_cluster_key") if task.get(k)]
+        if len(clusters) != 1:
+            raise invalid(
+                f"Invalid value for field {where}: give exactly one of new_cluster, existing_cluster_id or "
+                f"job_cluster_key (got {clusters or 'none'})."
+            )
+        if task.get("job_cluster_key") and task["job_cluster_key"] not in cluster_keys:
+            raise invalid(
+                f"Invalid value for field {where}.job_cluster_key: {task['job_cluster_key']!r} is not in job_clusters"
+            )
+        run_if = task.get("run_if")
+        if run_if is not None and run_if not in RUN_IF:
+            raise invalid(f"Invalid value for field {where}.run_if: expected one of {', '.join(RUN_IF)}")
+        for name in ("timeout_seconds", "max_retries", "min_retry_interval_millis"):
+            if task.get(name) is not None:
+                try:
+                    int(task[name])
+                except (TypeError, ValueError):
+                    raise invalid(f"Invalid value for field {where}.{name}: expected an integer") from None
+        deps = task.get("depends_on") or []
+        if not isinstance(deps, list) or not all(isinstance(d, dict) and d.get("task_key") for d in deps):
+            raise invalid(f"Invalid value for field {where}.depends_on: expected [{{'task_key': ...}}]")
+        out.append(task)
+    for i, task in enumerate(out):
+        for dep in task.get("depends_on") or []:
+            if dep["task_key"] not in keys:
+                raise invalid(f"Invalid value for field tasks[{i}].depends_on: unknown task_key {dep['task_key']!r}")
+    _check_acyclic(out)
+    return out
+
+
+def _check_acyclic(tasks: list[dict]) -> None:
+    deps = {t["task_key"]: [d["task_key"] for d in t.get("depends_on") or []] for t in tasks}
+    state: dict[str, int] = {}
+
+    def visit(key: str, path: list[str]) -> None:
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            raise invalid(f"Invalid value for field tasks: dependency cycle {' -> '.join([*path, key])}")
+        state[key] = 1
+        for dep in deps[key]:
+            visit(dep, [*path, key])
+        state[key] = 2
+
+    for key in deps:
+        visit(key, [])
