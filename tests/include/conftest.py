@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ sys.path.insert(0, str(NOTEBOOKS))
 def spark(tmp_path_factory):
     from pyspark.sql import SparkSession
 
+    # Python UDF workers must run the project's interpreter (mlflow, pandas), not the PATH's.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = (
         SparkSession.builder.master("local[2]")

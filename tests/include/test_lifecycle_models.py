@@ -1,0 +1,77 @@
+"""Validation and batch scoring with real MLflow models on a real MLflow server and real Spark."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pandas as pd
+import pytest
+from lifecycle.evaluation import compare_on_holdout
+from lifecycle.scoring import ScoringError, score_partition
+from lifecycle.training import fit_and_evaluate
+
+FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+TRAIN = pd.read_csv("include/data/landing/diabetes.csv")
+HOLDOUT = pd.read_csv("include/data/holdout/diabetes_holdout.csv")
+SCORING = "include/data/scoring"
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server):
+    """Two versions of one registered model: a good ridge (v1) and an over-regularised one (v2)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"test.ml.diabetes_{uuid.uuid4().hex[:6]}"
+    mlflow.set_experiment("/lifecycle-tests")
+    for alpha in (1.0, 5000.0):
+        model, metrics = fit_and_evaluate(TRAIN, FEATURES, "target", {"model_type": "ridge", "alpha": alpha})
+        with mlflow.start_run():
+            mlflow.log_metrics(metrics)
+            mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=name, input_example=TRAIN[FEATURES].head(2)
+            )
+    yield name
+    mlflow.set_tracking_uri(None)
+
+
+def test_candidate_and_champion_are_scored_on_the_same_rows(registered):
+    result = compare_on_holdout(
+        HOLDOUT, FEATURES, "target", candidate_uri=f"models:/{registered}/2", champion_uri=f"models:/{registered}/1"
+    )
+    assert result["candidate"]["holdout_rows"] == result["champion"]["holdout_rows"] == len(HOLDOUT)
+    assert result["candidate"]["rmse"] > result["champion"]["rmse"]  # v2 is the worse model
+
+
+def test_first_release_has_no_champion(registered):
+    result = compare_on_holdout(
+        HOLDOUT, FEATURES, "target", candidate_uri=f"models:/{registered}/1", champion_uri=None
+    )
+    assert result["champion"] is None and result["candidate"]["r2"] > 0.3
+
+
+def test_scoring_a_partition_twice_overwrites_it_and_keeps_other_dates(spark, registered, tmp_path):
+    output = str(tmp_path / "predictions")
+    kwargs = dict(model_name=registered, input_path=SCORING, output_path=output, features=FEATURES, id_column="patient_id")
+
+    first = score_partition(spark, model_version="1", date="2026-11-20", **kwargs)
+    other = score_partition(spark, model_version="1", date="2026-11-21", **kwargs)
+    again = score_partition(spark, model_version="2", date="2026-11-20", **kwargs)
+
+    assert first["rows_in"] == first["rows_out"] == 250
+    assert again["rows_out"] == again["distinct_ids"] == 250  # replaced, not appended
+    day = spark.read.parquet(f"{output}/date=2026-11-20").toPandas()
+    assert set(day["model_version"]) == {"2"} and set(day["model_name"]) == {registered}
+    assert spark.read.parquet(f"{output}/date=2026-11-21").count() == other["rows_out"] == 250
+
+
+def test_missing_input_partition_is_named_and_writes_nothing(spark, registered, tmp_path):
+    output = tmp_path / "predictions"
+    with pytest.raises(ScoringError, match=r"No scoring input for 1999-01-01: .*date=1999-01-01"):
+        score_partition(
+            spark, model_name=registered, model_version="1", input_path=SCORING, output_path=str(output),
+            date="1999-01-01", features=FEATURES, id_column="patient_id",
+        )
+    assert not output.exists()
+    shutil.rmtree(output, ignore_errors=True)
