@@ -190,6 +190,8 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     router.add("POST", "2.0", "/repos", create)
     router.add("GET", "2.0", "/repos", list_)
-    router.add("GET", "2.0", "/repos/{repo_id}", get)
-    router.add("PATCH", "2.0", "/repos/{repo_id}", update)
-    router.add("DELETE", "2.0", "/repos/{repo_id}", delete)
+    # The Airflow provider calls "2.0/repos/" + "/" + id; Databricks accepts the double slash.
+    for item in ("/repos/{repo_id}", "/repos//{repo_id}"):
+        router.add("GET", "2.0", item, get)
+        router.add("PATCH", "2.0", item, update)
+        router.add("DELETE", "2.0", item, delete)
