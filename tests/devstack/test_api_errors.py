@@ -1,0 +1,127 @@
+"""Bad input gets Databricks' error codes and HTTP statuses, with messages that name the problem."""
+
+from __future__ import annotations
+
+
+import pytest
+import requests
+
+from devstack.services import start_workspace
+from tests.devstack.jobs_support import Api, import_notebooks, notebook_task
+
+FOLDER = "/Shared/api-errors"
+
+
+@pytest.fixture(scope="module")
+def api(workspace) -> Api:
+    from databricks.sdk import WorkspaceClient
+
+    import_notebooks(WorkspaceClient(host=workspace.url, token=workspace.token), FOLDER)
+    return Api(workspace.url, workspace.token)
+
+
+def test_unknown_endpoint_is_endpoint_not_found(api):
+    response = api.call("GET", "2.2/jobs/no-such-thing")
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_malformed_json_is_malformed_request(api):
+    response = api.session.post(
+        f"{api.url}/api/2.2/jobs/runs/submit", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "MALFORMED_REQUEST"
+
+
+def test_missing_field_names_the_field(api):
+    response = api.call("GET", "2.2/jobs/runs/get", {})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "run_id" in response.json()["message"]
+
+
+def test_wrong_typed_field_names_the_field(api):
+    response = api.call("POST", "2.2/jobs/runs/submit", {"run_name": "x", "tasks": "not-a-list"})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "tasks" in response.json()["message"]
+    response = api.call("GET", "2.2/jobs/runs/get", {"run_id": "abc"})
+    assert response.status_code == 400
+    assert "run_id" in response.json()["message"]
+
+
+def test_task_without_cluster_names_the_task(api):
+    task = {"task_key": "t", "notebook_task": {"notebook_path": f"{FOLDER}/ok"}}
+    response = api.call("POST", "2.2/jobs/runs/submit", {"tasks": [task]})
+    assert response.status_code == 400
+    assert "tasks[0]" in response.json()["message"]
+
+
+def test_unknown_job_and_run_are_resource_does_not_exist(api):
+    for method, path, body in (
+        ("GET", "2.2/jobs/get", {"job_id": 99999999}),
+        ("POST", "2.2/jobs/run-now", {"job_id": 99999999}),
+        ("GET", "2.2/jobs/runs/get", {"run_id": 99999999}),
+        ("GET", "2.2/jobs/runs/get-output", {"run_id": 99999999}),
+        ("POST", "2.2/jobs/runs/cancel", {"run_id": 99999999}),
+    ):
+        response = api.call(method, path, body)
+        assert response.status_code == 404, path
+        assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", path
+        assert "99999999" in response.json()["message"]
+
+
+def test_unknown_notebook_path_fails_the_run_naming_the_path(api):
+    missing = f"{FOLDER}/does-not-exist"
+    run = api.wait(api.submit(run_name="missing", tasks=[notebook_task("t", missing)]))
+    assert run["state"]["result_state"] == "FAILED"
+    assert missing in run["state"]["state_message"]
+
+
+def test_notebook_exception_reaches_state_message_and_output(api):
+    run = api.wait(api.submit(run_name="failing", tasks=[notebook_task("t", f"{FOLDER}/fail")]))
+    assert run["state"]["result_state"] == "FAILED"
+    assert "the input table has no rows" in run["state"]["state_message"]
+    output = api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": run["tasks"][0]["run_id"]})
+    assert "ValueError" in output["error"]
+    assert "the input table has no rows" in output["error"]
+    assert "Traceback" in output.get("error_trace", "") or "fail" in output.get("error_trace", "")
+
+
+def test_output_of_a_multi_task_run_points_to_task_runs(api):
+    run_id = api.submit(
+        run_name="two",
+        tasks=[notebook_task("a", f"{FOLDER}/empty"), notebook_task("b", f"{FOLDER}/empty")],
+    )
+    response = api.call("GET", "2.2/jobs/runs/get-output", {"run_id": run_id})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "task" in response.json()["message"]
+    api.wait(run_id)
+
+
+def test_missing_or_wrong_token_is_refused(workspace):
+    url = f"{workspace.url}/api/2.2/jobs/list"
+    assert requests.get(url, timeout=10).status_code == 401
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 403
+    assert wrong.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def test_fault_rate_answers_429_or_503_with_retry_after(tmp_path):
+    service = start_workspace("faulty", tmp_path / "ws", token="t", extra_args=["--fault-rate", "0.9"])
+    try:
+        api = Api(service.url, "t")
+        statuses = []
+        for _ in range(20):
+            response = api.call("GET", "2.2/jobs/list")
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                assert response.status_code in (429, 503)
+                assert response.headers["Retry-After"] == "1"
+        assert {429, 503} & set(statuses)
+        # the driver-facing endpoints stay reliable
+        assert api.call("GET", "2.0/devstack/stats").status_code == 200
+    finally:
+        service.stop()
