@@ -114,6 +114,15 @@ class WorkspaceTree:
             (path, path),
         )
 
+    def repo_checkout(self, path: str) -> Path | None:
+        """The checkout directory of the Git folder holding ``path`` (None outside Git folders).
+
+        A notebook runner can use it as working directory and import root, as Databricks does
+        for notebooks in Git folders.
+        """
+        repo = self._repo_at_or_above(path)
+        return None if repo is None else self.repo_dir(repo["object_id"])
+
     def lookup(self, path: str) -> Entry | None:
         repo = self._repo_at_or_above(path)
         if repo is not None and repo["path"] != path:
@@ -221,6 +230,11 @@ class WorkspaceTree:
         """Create or (with overwrite) replace the notebook or file at ``path``."""
         if path in ROOT_FOLDERS:
             raise already_exists(f"Path ({path}) already exists.")
+        # One transaction for check and write: two concurrent imports cannot both create.
+        with self.store.tx():
+            self._put(path, object_type, data, language, overwrite)
+
+    def _put(self, path: str, object_type: str, data: bytes, language: str | None, overwrite: bool) -> None:
         parent = self._parent_folder(path)
         existing = self.lookup(path)
         if existing is not None:
@@ -257,6 +271,10 @@ class WorkspaceTree:
         (folder / name).write_bytes(data)
 
     def mkdirs(self, path: str) -> None:
+        with self.store.tx():
+            self._mkdirs(path)
+
+    def _mkdirs(self, path: str) -> None:
         parts = [p for p in path.split("/") if p]
         stamp = now_ms()
         for depth in range(1, len(parts) + 1):
@@ -312,7 +330,8 @@ class WorkspaceTree:
         parent = posixpath.dirname(path)
         if posixpath.dirname(parent) == "/Repos" and self.lookup(parent) is None:
             self.mkdirs(parent)
-        self._parent_folder(path)
+        if self._parent_folder(path).repo_id is not None:
+            raise invalid(f"Invalid value for field path: {path} is inside another Git folder; pick a path outside it.")
         if self.lookup(path) is not None:
             raise already_exists(f"Path ({path}) already exists. Pick another path or delete it first.")
         stamp = now_ms()
