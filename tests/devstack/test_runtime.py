@@ -593,3 +593,32 @@ def test_start_failure_raises_with_the_log_tail(tmp_path, workspace):
     with pytest.raises(DriverStartError, match="cluster-broken exited") as info:
         driver.start(timeout=20)
     assert "encodings" in str(info.value)  # Python's own complaint, from driver.log
+
+
+def test_threads_started_by_a_notebook_log_into_its_run_and_context_names_the_run(driver):
+    result = run(
+        driver,
+        task(
+            "threads_and_context",
+            job_id=5,
+            run_id=501,
+            job_run_id=500,
+            task_key="train",
+            env={"RUN_TAG": "t1"},
+        ),
+    )
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    out = json.loads(result["notebook_result"])
+    assert out["squares"] == [0, 1, 4]
+    for i in range(3):
+        assert f"worker {i} sees t1" in result["logs"]
+    assert out["path"] == "/Shared/rt/threads_and_context"
+    assert out["job_id"] == 5
+    assert out["tags"] == {
+        "clusterId": "cluster-shared",
+        "jobId": "5",
+        "runId": "501",
+        "multitaskParentRunId": "500",
+        "taskKey": "train",
+    }

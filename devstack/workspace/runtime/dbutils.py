@@ -84,11 +84,99 @@ class WidgetsUtils:
         )
 
 
+class _Option:
+    """A Scala Option, as the notebook context returns values."""
+
+    def __init__(self, value: Any):
+        self._value = value
+
+    def isDefined(self) -> bool:  # noqa: N802
+        return self._value is not None
+
+    def get(self) -> Any:
+        if self._value is None:
+            raise ValueError("None.get: this value is not set in the current notebook context")
+        return self._value
+
+    def getOrElse(self, default: Any) -> Any:  # noqa: N802
+        return default if self._value is None else self._value
+
+
+class NotebookContext:
+    """``dbutils.notebook.entry_point.getDbutils().notebook().getContext()``: where and as what
+    this notebook runs (path, job and run ids), as notebooks read it for lineage tags."""
+
+    def __init__(self, info: dict[str, Any], api_url: str, api_token: str):
+        self._info = info
+        self._api_url = api_url
+        self._api_token = api_token
+
+    def notebookPath(self) -> _Option:  # noqa: N802
+        return _Option(self._info.get("notebook_path"))
+
+    def currentRunId(self) -> _Option:  # noqa: N802
+        return _Option(self._info.get("run_id"))
+
+    def jobId(self) -> _Option:  # noqa: N802
+        return _Option(self._info.get("job_id"))
+
+    def clusterId(self) -> _Option:  # noqa: N802
+        return _Option(self._info.get("cluster_id"))
+
+    def apiUrl(self) -> _Option:  # noqa: N802
+        return _Option(self._api_url)
+
+    def apiToken(self) -> _Option:  # noqa: N802
+        add_secret(self._api_token)
+        return _Option(self._api_token)
+
+    def tags(self) -> dict[str, str]:
+        keys = {
+            "job_id": "jobId",
+            "run_id": "runId",
+            "job_run_id": "multitaskParentRunId",
+            "task_key": "taskKey",
+        }
+        tags = {"clusterId": str(self._info.get("cluster_id"))}
+        tags.update(
+            {tag: str(self._info[key]) for key, tag in keys.items() if self._info.get(key) is not None}
+        )
+        return tags
+
+    def toJson(self) -> str:  # noqa: N802
+        return json.dumps(
+            {
+                "extraContext": {"notebook_path": self._info.get("notebook_path"), "api_url": self._api_url},
+                "tags": self.tags(),
+                "currentRunId": {"id": self._info.get("run_id")} if self._info.get("run_id") else None,
+            }
+        )
+
+
+class _EntryPoint:
+    def __init__(self, context: NotebookContext):
+        self._context = context
+
+    def getDbutils(self) -> _EntryPoint:  # noqa: N802
+        return self
+
+    def notebook(self) -> _EntryPoint:
+        return self
+
+    def getContext(self) -> NotebookContext:  # noqa: N802
+        return self._context
+
+
 class NotebookUtils:
     """``dbutils.notebook``: exit(value) and run(path, timeout_seconds, arguments)."""
 
-    def __init__(self, run_child: Callable[[str, int, dict[str, str]], str | None]):
+    def __init__(
+        self,
+        run_child: Callable[[str, int, dict[str, str]], str | None],
+        context: NotebookContext | None = None,
+    ):
         self._run_child = run_child
+        self.entry_point = _EntryPoint(context) if context is not None else None
 
     def exit(self, value: Any = "") -> None:
         raise NotebookExit("" if value is None else str(value))

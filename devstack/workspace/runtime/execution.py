@@ -134,7 +134,11 @@ class Execution:
 
 
 def current() -> Execution | None:
-    return getattr(_local, "execution", None)
+    execution = getattr(_local, "execution", None)
+    # A thread the notebook started may outlive its execution; then it belongs to nobody.
+    if execution is not None and execution.done and threading.get_ident() not in execution.threads:
+        return None
+    return execution
 
 
 # ---------------------------------------------------------------------- process hooks
@@ -285,6 +289,35 @@ def _popen_with_overlay(original):
     return __init__
 
 
+# Threads of these libraries serve the whole driver (py4j callbacks, Spark helpers): they must
+# not be tied to the execution that happened to start them.
+_SHARED_THREAD_MODULES = ("py4j", "pyspark", "devstack.workspace.runtime")
+
+
+def _inheriting_thread(thread_cls):
+    """Threads a notebook starts (a ThreadPoolExecutor, say) write to that execution's output,
+    see its environment overlay, and their sleeps end on cancel."""
+    original_init = thread_cls.__init__
+    original_bootstrap = thread_cls._bootstrap_inner
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        execution = current()
+        target = getattr(self, "_target", None)
+        module = getattr(target, "__module__", None) or type(self).__module__ or ""
+        if execution is not None and not module.startswith(_SHARED_THREAD_MODULES):
+            self._devstack_execution = execution
+
+    def _bootstrap_inner(self):
+        execution = getattr(self, "_devstack_execution", None)
+        if execution is not None and not execution.done:
+            _local.execution = execution
+        original_bootstrap(self)
+
+    thread_cls.__init__ = __init__
+    thread_cls._bootstrap_inner = _bootstrap_inner
+
+
 def install_hooks() -> None:
     """Make the process execution-aware (called once by the driver at start)."""
     import subprocess
@@ -295,3 +328,4 @@ def install_hooks() -> None:
     sys.argv = _ThreadArgv(sys.argv)
     time.sleep = _cancelable_sleep
     subprocess.Popen.__init__ = _popen_with_overlay(subprocess.Popen.__init__)
+    _inheriting_thread(threading.Thread)

@@ -17,6 +17,7 @@ from devstack.workspace.runtime import notebook as nb
 from devstack.workspace.runtime.dbutils import (
     DBUtils,
     JobsUtils,
+    NotebookContext,
     NotebookUtils,
     SecretsUtils,
     TaskValuesUtils,
@@ -188,7 +189,7 @@ class NotebookRun:
             fs=runtime.fs,
             secrets=SecretsUtils(runtime.client),
             widgets=self.widgets,
-            notebook=NotebookUtils(self._run_child),
+            notebook=NotebookUtils(self._run_child, self._context(task)),
             jobs=JobsUtils(TaskValuesUtils(runtime.client, task.get("job_run_id"), task.get("task_key"))),
         )
         self.namespace: dict[str, Any] = {
@@ -202,6 +203,13 @@ class NotebookRun:
             "getArgument": self.widgets.getArgument,
         }
 
+    def _context(self, task: dict[str, Any]) -> NotebookContext:
+        config = self.runtime.config
+        info = {key: task.get(key) for key in ("job_id", "run_id", "job_run_id", "task_key")}
+        info["cluster_id"] = config.cluster_id
+        info["notebook_path"] = self.ref.path
+        return NotebookContext(info, config.workspace_url, config.token)
+
     def run(self) -> None:
         if self.ref.source == "GIT" and self.ref.git_root:
             # As on Databricks Repos: the repo root and the notebook's folder are importable.
@@ -213,6 +221,7 @@ class NotebookRun:
         ref = notebook.ref
         for cell in notebook.cells:
             self.execution.check_canceled()
+            self.runtime.spark.tag_thread()  # user code may have started Spark in the last cell
             where = f"{ref.path}, cell {cell.index}"
             if cell.kind == "python":
                 self._exec_python(cell.text, f"<notebook {where}>")

@@ -28,7 +28,11 @@ class SparkManager:
         self._on_started = on_started
         self._local = threading.local()
         self.conf = self._defaults()
-        self.conf.update({str(k): str(v) for k, v in spark_conf.items()})
+        user = {str(k): str(v) for k, v in spark_conf.items()}
+        java_opts = user.pop("spark.driver.extraJavaOptions", "")
+        self.conf.update(user)
+        if java_opts:
+            self.conf["spark.driver.extraJavaOptions"] += " " + java_opts
 
     def _defaults(self) -> dict[str, str]:
         tmp = self.cluster_dir / "spark-tmp"
@@ -43,8 +47,11 @@ class SparkManager:
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.sql.warehouse.dir": str(self.cluster_dir / "spark-warehouse"),
             "spark.local.dir": str(tmp),
+            # C1-only JIT and the serial GC halve the JVM's start on a small machine; the
+            # emulator runs small data, where peak throughput does not matter.
             "spark.driver.extraJavaOptions": (
-                f"-Dderby.system.home={self.cluster_dir / 'derby'} -Djava.io.tmpdir={tmp}"
+                f"-Dderby.system.home={self.cluster_dir / 'derby'} -Djava.io.tmpdir={tmp} "
+                "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
             ),
         }
 
@@ -57,19 +64,23 @@ class SparkManager:
             else:
                 args += ["--conf", f"{key}={value}"]
         os.environ["PYSPARK_SUBMIT_ARGS"] = shlex.join([*args, "pyspark-shell"])
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-    @property
-    def started(self) -> bool:
+    def _context(self) -> Any:
+        """The live SparkContext: ours, or one user code created with getOrCreate()."""
         if self._session is not None:
-            return True
-        # User code may have called SparkSession.builder.getOrCreate() itself.
+            return self._session.sparkContext
         if "pyspark" in sys.modules:
             from pyspark import SparkContext
 
-            return SparkContext._active_spark_context is not None
-        return False
+            return SparkContext._active_spark_context
+        return None
+
+    @property
+    def started(self) -> bool:
+        return self._context() is not None
 
     def session(self) -> Any:
         """The SparkSession (started on first call), with the caller's job group set."""
@@ -92,19 +103,19 @@ class SparkManager:
     def tag_thread(self) -> None:
         """Put this thread's Spark jobs in its execution's job group (so cancel can stop them)."""
         execution = current()
-        if self._session is None or execution is None:
+        if execution is None or getattr(self._local, "group", None) == execution.exec_id:
             return
-        if getattr(self._local, "group", None) == execution.exec_id:
+        context = self._context()
+        if context is None:
             return
-        self._session.sparkContext.setJobGroup(
-            execution.exec_id, f"devstack execution {execution.exec_id}", True
-        )
+        context.setJobGroup(execution.exec_id, f"devstack execution {execution.exec_id}", True)
         self._local.group = execution.exec_id
 
     def cancel(self, exec_id: str) -> None:
-        if self._session is not None:
+        context = self._context()
+        if context is not None:
             try:
-                self._session.sparkContext.cancelJobGroup(exec_id)
+                context.cancelJobGroup(exec_id)
             except Exception as exc:  # Spark may be stopping; cancel stays best-effort
                 print(f"cancelJobGroup({exec_id}) failed: {exc}", file=sys.__stderr__)
 
