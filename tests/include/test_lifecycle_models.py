@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from lifecycle.evaluation import compare_on_holdout
 from lifecycle.scoring import ScoringError, score_partition
-from lifecycle.training import fit_and_evaluate
+from lifecycle.training import train_and_register
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 TRAIN = pd.read_csv("include/data/landing/diabetes.csv")
@@ -24,16 +24,52 @@ def registered(mlflow_server):
 
     mlflow.set_tracking_uri(mlflow_server.url)
     name = f"test.ml.diabetes_{uuid.uuid4().hex[:6]}"
-    mlflow.set_experiment("/lifecycle-tests")
-    for alpha in (1.0, 5000.0):
-        model, metrics = fit_and_evaluate(TRAIN, FEATURES, "target", {"model_type": "ridge", "alpha": alpha})
-        with mlflow.start_run():
-            mlflow.log_metrics(metrics)
-            mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=name, input_example=TRAIN[FEATURES].head(2)
-            )
+    results = [
+        train_and_register(
+            TRAIN,
+            features=FEATURES,
+            target="target",
+            hyperparameters={"model_type": "ridge", "alpha": alpha},
+            model_name=name,
+            experiment="/lifecycle-tests",
+            tags={"mlops.dag_run": "test"},
+        )
+        for alpha in (1.0, 5000.0)
+    ]
+    assert [r["version"] for r in results] == ["1", "2"]
     yield name
     mlflow.set_tracking_uri(None)
+
+
+def test_training_logs_params_metrics_signature_and_lineage(registered):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = client.get_model_version(registered, "1")
+    run = client.get_run(version.run_id)
+    assert run.data.params["alpha"] == "1.0" and run.data.tags["mlops.dag_run"] == "test"
+    assert {"rmse", "r2", "mae"} <= set(run.data.metrics)
+    model_info = __import__("mlflow").models.get_model_info(f"models:/{registered}/1")
+    assert model_info.signature is not None and "bmi" in str(model_info.signature.inputs)
+
+
+def test_validation_compares_with_the_champion_found_by_alias(registered):
+    from lifecycle.evaluation import validate_candidate
+    from mlflow import MlflowClient
+
+    kwargs = dict(
+        features=FEATURES, target="target", candidate_model_name=registered, candidate_version="2",
+        champion_model_name=registered, champion_alias="champion", experiment="/lifecycle-tests",
+    )
+    first = validate_candidate(HOLDOUT, **kwargs)
+    assert first["champion"] is None
+
+    MlflowClient().set_registered_model_alias(registered, "champion", "1")
+    second = validate_candidate(HOLDOUT, **kwargs)
+    assert second["champion"]["version"] == "1"
+    assert second["candidate"]["metrics"]["rmse"] > second["champion"]["metrics"]["rmse"]
+    logged = MlflowClient().get_run(second["evaluation_run_id"]).data.metrics
+    assert logged["candidate_rmse"] == second["candidate"]["metrics"]["rmse"]
 
 
 def test_candidate_and_champion_are_scored_on_the_same_rows(registered):

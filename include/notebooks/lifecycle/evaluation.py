@@ -36,3 +36,65 @@ def compare_on_holdout(
         "candidate": evaluate_model(candidate_uri, holdout, features, target),
         "champion": evaluate_model(champion_uri, holdout, features, target) if champion_uri else None,
     }
+
+
+def champion_version(client, model_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the model or the alias does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def validate_candidate(
+    holdout,
+    *,
+    features: list[str],
+    target: str,
+    candidate_model_name: str,
+    candidate_version: str,
+    champion_model_name: str,
+    champion_alias: str,
+    experiment: str,
+) -> dict[str, Any]:
+    """Score candidate and champion on ``holdout``, log both to one MLflow run, return the metrics.
+
+    The champion is looked up by alias at run time; with none yet (first release) only the
+    candidate is evaluated and ``champion`` is None.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    current = champion_version(client, champion_model_name, champion_alias)
+    result = compare_on_holdout(
+        holdout,
+        features,
+        target,
+        candidate_uri=f"models:/{candidate_model_name}/{candidate_version}",
+        champion_uri=f"models:/{champion_model_name}/{current}" if current else None,
+    )
+    mlflow.set_experiment(experiment)
+    tags = {
+        "mlops.candidate": f"{candidate_model_name}/{candidate_version}",
+        "mlops.champion": f"{champion_model_name}/{current}" if current else "none",
+    }
+    with mlflow.start_run(run_name=f"validate {candidate_model_name} v{candidate_version}", tags=tags) as run:
+        mlflow.log_metrics({f"candidate_{k}": v for k, v in result["candidate"].items()})
+        if result["champion"]:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in result["champion"].items()})
+    return {
+        "candidate": {
+            "model_name": candidate_model_name,
+            "version": str(candidate_version),
+            "metrics": result["candidate"],
+        },
+        "champion": None
+        if current is None
+        else {"model_name": champion_model_name, "version": current, "metrics": result["champion"]},
+        "evaluation_run_id": run.info.run_id,
+    }

@@ -59,3 +59,47 @@ def fit_and_evaluate(frame, features: list[str], target: str, hyperparameters: d
     metrics = regression_metrics(test[target], model.predict(test[features]))
     metrics["training_rows"] = float(len(train))
     return model, metrics
+
+
+def train_and_register(
+    frame,
+    *,
+    features: list[str],
+    target: str,
+    hyperparameters: dict[str, Any],
+    model_name: str,
+    experiment: str,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit, log to MLflow (params, metrics, signature, input example) and register a new version.
+
+    Returns {model_name, version, run_id, model_uri, metrics}.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    model, metrics = fit_and_evaluate(frame, features, target, hyperparameters)
+    mlflow.set_experiment(experiment)
+    run_name = f"{hyperparameters.get('model_type', 'ridge')} " + " ".join(
+        f"{k}={v}" for k, v in sorted(hyperparameters.items()) if k != "model_type"
+    )
+    with mlflow.start_run(run_name=run_name.strip(), tags={str(k): str(v) for k, v in (tags or {}).items()}) as run:
+        mlflow.log_params(hyperparameters)
+        mlflow.log_metrics(metrics)
+        example = frame[features].head(5)
+        signature = infer_signature(example, model.predict(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_name,
+        )
+    version = str(info.registered_model_version)
+    return {
+        "model_name": model_name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{model_name}/{version}",
+        "metrics": metrics,
+    }
