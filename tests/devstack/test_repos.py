@@ -58,6 +58,30 @@ def test_create_clones_the_default_branch_into_the_workspace_tree(ws_sdk, git_pr
         ws_sdk.workspace.get_status(f"{repo_path}/.git")
 
 
+def test_notebooks_written_into_a_git_folder_land_in_its_checkout(ws_sdk, workspace, git_project, repo_path):
+    repo = ws_sdk.repos.create(url=git_project.url, provider="gitHub", path=repo_path)
+    checkout = workspace.data_dir / "repos" / str(repo.id)
+
+    ws_sdk.workspace.import_(
+        f"{repo_path}/notebooks/scratch", content=base64.b64encode(b"x = 1\n").decode(),
+        format=ImportFormat.SOURCE, language=Language.PYTHON,
+    )
+    assert (checkout / "notebooks" / "scratch.py").read_text() == "# Databricks notebook source\nx = 1\n"
+    ws_sdk.workspace.mkdirs(f"{repo_path}/notebooks/sub/dir")
+    assert (checkout / "notebooks" / "sub" / "dir").is_dir()
+    ws_sdk.workspace.delete(f"{repo_path}/notebooks/scratch")
+    assert not (checkout / "notebooks" / "scratch.py").exists()
+
+    # Outside /Repos a Git folder may sit in any folder, but never inside another Git folder.
+    shared = f"/Shared/git-{uuid.uuid4().hex[:6]}"
+    ws_sdk.repos.create(url=git_project.url, provider="gitHub", path=shared)
+    assert ws_sdk.workspace.get_status(shared).object_type == ObjectType.REPO
+    resp = api(workspace, "POST", "repos", json={
+        "url": git_project.url, "provider": "gitHub", "path": f"{shared}/notebooks/nested",
+    })
+    assert resp.status_code == 400 and "inside another Git folder" in resp.json()["message"]
+
+
 def test_update_checks_out_branch_tag_and_commit(ws_sdk, workspace, git_project, repo_path):
     repo = ws_sdk.repos.create(url=git_project.url, provider="gitHub", path=repo_path)
     notebook = f"{repo_path}/notebooks/train"
