@@ -124,8 +124,9 @@ def _verify(cwd: Path, rev: str) -> str | None:
         return None
 
 
-def checkout_ref(checkout: Path, url: str, *, branch: str | None = None, tag: str | None = None,
-                 commit: str | None = None) -> None:
+def checkout_ref(
+    checkout: Path, url: str, *, branch: str | None = None, tag: str | None = None, commit: str | None = None
+) -> None:
     """Fetch from origin, then check out a branch (tracking origin), a tag or a commit.
 
     With none given, the current branch is brought to origin's latest commit (a detached
@@ -138,8 +139,12 @@ def checkout_ref(checkout: Path, url: str, *, branch: str | None = None, tag: st
             return
     if branch is not None:
         if _verify(checkout, f"refs/remotes/origin/{branch}") is None:
-            raise invalid(f"Branch '{branch}' does not exist in {url}. Push it first or pick an existing branch.")
-        run_git(["checkout", "--quiet", "--force", "-B", branch, f"refs/remotes/origin/{branch}"], cwd=checkout)
+            raise invalid(
+                f"Branch '{branch}' does not exist in {url}. Push it first or pick an existing branch."
+            )
+        run_git(
+            ["checkout", "--quiet", "--force", "-B", branch, f"refs/remotes/origin/{branch}"], cwd=checkout
+        )
         return
     if tag is not None:
         sha = _verify(checkout, f"refs/tags/{tag}")
@@ -180,7 +185,9 @@ class GitSourceCheckouts:
         url = git_source.get("git_url")
         if not isinstance(url, str) or not url.strip():
             raise invalid("Missing required field: git_source.git_url")
-        refs = {k: git_source[k] for k in ("git_branch", "git_tag", "git_commit") if git_source.get(k) is not None}
+        refs = {
+            k: git_source[k] for k in ("git_branch", "git_tag", "git_commit") if git_source.get(k) is not None
+        }
         if len(refs) != 1:
             raise invalid(
                 f"git_source of {url} needs exactly one of git_branch, git_tag or git_commit; got {sorted(refs) or 'none'}."

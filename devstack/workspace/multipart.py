@@ -19,7 +19,9 @@ def is_form_data(content_type: str | None) -> bool:
 
 def parse_form_data(raw: bytes, content_type: str) -> dict[str, Any]:
     """Fields of a multipart/form-data body; raises ValueError when it is not one."""
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
     if not message.is_multipart():
         raise ValueError("the body is not multipart/form-data (missing boundary?)")
     fields: dict[str, Any] = {}

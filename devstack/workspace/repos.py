@@ -41,8 +41,14 @@ CREATE TABLE IF NOT EXISTS repos (
 PROVIDERS = {
     p.lower(): p
     for p in (
-        "gitHub", "bitbucketCloud", "gitLab", "azureDevOpsServices", "gitHubEnterprise",
-        "bitbucketServer", "gitLabEnterpriseEdition", "awsCodeCommit",
+        "gitHub",
+        "bitbucketCloud",
+        "gitLab",
+        "azureDevOpsServices",
+        "gitHubEnterprise",
+        "bitbucketServer",
+        "gitLabEnterpriseEdition",
+        "awsCodeCommit",
     )
 }
 # The emulator's one user: repos without a path go to /Repos/<user>/<repo name>.
@@ -93,8 +99,11 @@ def register(router, ctx: WorkspaceContext) -> None:
         return int(raw)
 
     def get_row(repo_id: int):
-        row = store.one("SELECT r.*, w.path AS path FROM repos r JOIN workspace_objects w ON w.object_id = r.id "
-                        "WHERE r.id = ?", (repo_id,))
+        row = store.one(
+            "SELECT r.*, w.path AS path FROM repos r JOIN workspace_objects w ON w.object_id = r.id "
+            "WHERE r.id = ?",
+            (repo_id,),
+        )
         if row is None:
             raise not_found(f"Repo {repo_id} does not exist. List repos with GET /api/2.0/repos.")
         return row
@@ -112,7 +121,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         path = normalize_path(req.get("path", str) or default_path(url))
         parts = path.split("/")[1:]
         if parts[0] == "Repos" and len(parts) != 3:
-            raise invalid(f"Invalid value for field path: {path}; a repo in /Repos must be at /Repos/<folder>/<name>.")
+            raise invalid(
+                f"Invalid value for field path: {path}; a repo in /Repos must be at /Repos/<folder>/<name>."
+            )
         sparse = req.get("sparse_checkout", dict)
         if tree.lookup(path) is not None:
             raise already_exists(f"Path ({path}) already exists. Pick another path or delete it first.")
@@ -127,8 +138,15 @@ def register(router, ctx: WorkspaceContext) -> None:
                 conn.execute(
                     "INSERT INTO repos (id, url, provider, branch, head_commit_id, sparse_checkout, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (repo_id, url, provider, branch, sha, dumps(sparse) if sparse else None,
-                     int(time.time() * 1000)),
+                    (
+                        repo_id,
+                        url,
+                        provider,
+                        branch,
+                        sha,
+                        dumps(sparse) if sparse else None,
+                        int(time.time() * 1000),
+                    ),
                 )
                 staging.rename(tree.repo_dir(repo_id))
         except BaseException:

@@ -86,7 +86,9 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def list_scopes(req: Request):
         rows = store.all("SELECT name, backend_type FROM secret_scopes ORDER BY name")
-        return {"scopes": [{"name": r["name"], "backend_type": r["backend_type"]} for r in rows]} if rows else {}
+        return (
+            {"scopes": [{"name": r["name"], "backend_type": r["backend_type"]} for r in rows]} if rows else {}
+        )
 
     def delete_scope(req: Request):
         scope = scope_param(req)
@@ -128,10 +130,16 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def list_secrets(req: Request):
         scope = scope_param(req)
-        rows = store.all("SELECT key, last_updated_timestamp FROM secrets WHERE scope = ? ORDER BY key", (scope,))
+        rows = store.all(
+            "SELECT key, last_updated_timestamp FROM secrets WHERE scope = ? ORDER BY key", (scope,)
+        )
         if not rows:
             return {}
-        return {"secrets": [{"key": r["key"], "last_updated_timestamp": r["last_updated_timestamp"]} for r in rows]}
+        return {
+            "secrets": [
+                {"key": r["key"], "last_updated_timestamp": r["last_updated_timestamp"]} for r in rows
+            ]
+        }
 
     def secret_row(req: Request):
         scope = scope_param(req)
@@ -156,7 +164,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         principal = req.require("principal", str)
         permission = req.require("permission", str).upper()
         if permission not in PERMISSIONS:
-            raise invalid(f"Invalid value for field permission: {permission!r}; expected READ, WRITE or MANAGE.")
+            raise invalid(
+                f"Invalid value for field permission: {permission!r}; expected READ, WRITE or MANAGE."
+            )
         with store.tx() as conn:
             conn.execute(
                 "INSERT INTO secret_acls (scope, principal, permission) VALUES (?, ?, ?) "
@@ -169,7 +179,8 @@ def register(router, ctx: WorkspaceContext) -> None:
         scope = scope_param(req)
         principal = req.require("principal", str)
         row = store.one(
-            "SELECT principal, permission FROM secret_acls WHERE scope = ? AND principal = ?", (scope, principal)
+            "SELECT principal, permission FROM secret_acls WHERE scope = ? AND principal = ?",
+            (scope, principal),
         )
         if row is None:
             raise not_found(f"No ACL for principal {principal} on scope {scope}.")
@@ -181,13 +192,21 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def list_acls(req: Request):
         scope = scope_param(req)
-        rows = store.all("SELECT principal, permission FROM secret_acls WHERE scope = ? ORDER BY principal", (scope,))
-        return {"items": [{"principal": r["principal"], "permission": r["permission"]} for r in rows]} if rows else {}
+        rows = store.all(
+            "SELECT principal, permission FROM secret_acls WHERE scope = ? ORDER BY principal", (scope,)
+        )
+        return (
+            {"items": [{"principal": r["principal"], "permission": r["permission"]} for r in rows]}
+            if rows
+            else {}
+        )
 
     def delete_acl(req: Request):
         scope, row = acl_row(req)
         with store.tx() as conn:
-            conn.execute("DELETE FROM secret_acls WHERE scope = ? AND principal = ?", (scope, row["principal"]))
+            conn.execute(
+                "DELETE FROM secret_acls WHERE scope = ? AND principal = ?", (scope, row["principal"])
+            )
         return {}
 
     router.add("POST", "2.0", "/secrets/scopes/create", create_scope)

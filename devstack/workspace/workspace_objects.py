@@ -54,7 +54,9 @@ def normalize_path(path: Any, field: str = "path") -> str:
     if not isinstance(path, str):
         raise invalid(f"Invalid value for field {field}: expected str, got {path!r}")
     if not path.startswith("/"):
-        raise invalid(f"Path ({path}) doesn't start with '/': give an absolute workspace path such as /Users/me/nb.")
+        raise invalid(
+            f"Path ({path}) doesn't start with '/': give an absolute workspace path such as /Users/me/nb."
+        )
     parts = [p for p in path.split("/") if p]
     if parts and parts[0] == "Workspace":
         parts = parts[1:]
@@ -150,7 +152,9 @@ class WorkspaceTree:
             repo_id=row["object_id"] if row["object_type"] == "REPO" else None,
         )
 
-    def _file_entry(self, repo_id: int, path: str, file: Path, object_type: str, language: str | None) -> Entry:
+    def _file_entry(
+        self, repo_id: int, path: str, file: Path, object_type: str, language: str | None
+    ) -> Entry:
         stat = file.stat()
         rel = file.relative_to(self.repo_dir(repo_id)).as_posix()
         # Files in a checkout have no row: derive a stable id from repo and file.
@@ -195,13 +199,21 @@ class WorkspaceTree:
                 if child.name == ".git":
                     continue
                 if child.is_dir():
-                    found.append(self._file_entry(entry.repo_id, f"{entry.path}/{child.name}", child, "DIRECTORY", None))
+                    found.append(
+                        self._file_entry(
+                            entry.repo_id, f"{entry.path}/{child.name}", child, "DIRECTORY", None
+                        )
+                    )
                     continue
                 language = nbf.notebook_language(child)
                 name = child.stem if language else child.name
                 found.append(
                     self._file_entry(
-                        entry.repo_id, f"{entry.path}/{name}", child, "NOTEBOOK" if language else "FILE", language
+                        entry.repo_id,
+                        f"{entry.path}/{name}",
+                        child,
+                        "NOTEBOOK" if language else "FILE",
+                        language,
                     )
                 )
             return found
@@ -223,7 +235,9 @@ class WorkspaceTree:
         parent = posixpath.dirname(path)
         entry = self.lookup(parent)
         if entry is None or entry.object_type not in ("DIRECTORY", "REPO"):
-            raise not_found(f"The parent folder ({parent}) does not exist. Create it first with workspace mkdirs.")
+            raise not_found(
+                f"The parent folder ({parent}) does not exist. Create it first with workspace mkdirs."
+            )
         return entry
 
     def put(self, path: str, object_type: str, data: bytes, language: str | None, overwrite: bool) -> None:
@@ -260,8 +274,15 @@ class WorkspaceTree:
                     (path, posixpath.dirname(path), object_type, language, data, stamp, stamp),
                 )
 
-    def _put_in_repo(self, parent: Entry, path: str, object_type: str, data: bytes, language: str | None,
-                     existing: Entry | None) -> None:
+    def _put_in_repo(
+        self,
+        parent: Entry,
+        path: str,
+        object_type: str,
+        data: bytes,
+        language: str | None,
+        existing: Entry | None,
+    ) -> None:
         folder = parent.file if parent.file is not None else self.repo_dir(parent.object_id)
         name = posixpath.basename(path)
         if existing is not None and existing.file is not None:
@@ -303,7 +324,9 @@ class WorkspaceTree:
             raise ApiError(400, "DIRECTORY_PROTECTED", f"Folder ({path}) is protected and cannot be deleted.")
         if entry.object_type in ("DIRECTORY", "REPO") and not recursive and self.children(entry):
             raise ApiError(
-                400, "DIRECTORY_NOT_EMPTY", f"Folder ({path}) is not empty. Pass recursive=true to delete it and its contents."
+                400,
+                "DIRECTORY_NOT_EMPTY",
+                f"Folder ({path}) is not empty. Pass recursive=true to delete it and its contents.",
             )
         if entry.file is not None:
             if entry.file.is_dir():
@@ -331,7 +354,9 @@ class WorkspaceTree:
         if posixpath.dirname(parent) == "/Repos" and self.lookup(parent) is None:
             self.mkdirs(parent)
         if self._parent_folder(path).repo_id is not None:
-            raise invalid(f"Invalid value for field path: {path} is inside another Git folder; pick a path outside it.")
+            raise invalid(
+                f"Invalid value for field path: {path} is inside another Git folder; pick a path outside it."
+            )
         if self.lookup(path) is not None:
             raise already_exists(f"Path ({path}) already exists. Pick another path or delete it first.")
         stamp = now_ms()
@@ -363,7 +388,9 @@ def _content(req: Request) -> bytes:
     if isinstance(value, bytes):  # a multipart upload carries the raw bytes
         return value
     if not isinstance(value, str):
-        raise invalid(f"Invalid value for field content: expected a base64 string, got {type(value).__name__}")
+        raise invalid(
+            f"Invalid value for field content: expected a base64 string, got {type(value).__name__}"
+        )
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -426,7 +453,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         elif fmt == "RAW":
             tree.put(path, "FILE", data, None, overwrite)
         else:
-            raise invalid(f"Invalid value for field format: {fmt} is not supported here; use SOURCE, JUPYTER, AUTO or RAW.")
+            raise invalid(
+                f"Invalid value for field format: {fmt} is not supported here; use SOURCE, JUPYTER, AUTO or RAW."
+            )
         return {}
 
     def export(req: Request):
@@ -441,13 +470,19 @@ def register(router, ctx: WorkspaceContext) -> None:
             elif fmt == "JUPYTER":
                 data, file_type = nbf.source_to_ipynb(source.decode("utf-8"), entry.language), "ipynb"
             else:
-                raise invalid(f"Invalid value for field format: {fmt} export is not supported here; use SOURCE or JUPYTER.")
+                raise invalid(
+                    f"Invalid value for field format: {fmt} export is not supported here; use SOURCE or JUPYTER."
+                )
         elif entry.object_type == "FILE":
             if fmt not in ("SOURCE", "AUTO", "RAW"):
-                raise invalid(f"Invalid value for field format: {path} is a file; export it as SOURCE, AUTO or RAW.")
+                raise invalid(
+                    f"Invalid value for field format: {path} is a file; export it as SOURCE, AUTO or RAW."
+                )
             data, file_type = tree.read(entry), posixpath.splitext(path)[1].lstrip(".")
         else:
-            raise invalid(f"Exporting the folder {path} is not supported here; export its notebooks one by one.")
+            raise invalid(
+                f"Exporting the folder {path} is not supported here; export its notebooks one by one."
+            )
         if direct:
             return Response(body=data, content_type="application/octet-stream")
         return {"content": base64.b64encode(data).decode("ascii"), "file_type": file_type}

@@ -31,7 +31,9 @@ def notebook_version(client: WorkspaceClient, path: str) -> str:
 
 def api(workspace, method: str, endpoint: str, **kwargs) -> requests.Response:
     headers = {"Authorization": f"Bearer {workspace.token}"}
-    return requests.request(method, f"{workspace.url}/api/2.0/{endpoint}", headers=headers, timeout=30, **kwargs)
+    return requests.request(
+        method, f"{workspace.url}/api/2.0/{endpoint}", headers=headers, timeout=30, **kwargs
+    )
 
 
 @pytest.fixture
@@ -46,7 +48,10 @@ def test_create_clones_the_default_branch_into_the_workspace_tree(ws_sdk, git_pr
     status = ws_sdk.workspace.get_status(repo_path)
     assert (status.object_type, status.object_id) == (ObjectType.REPO, repo.id)
     listed = {o.path: o.object_type for o in ws_sdk.workspace.list(repo_path)}
-    assert listed == {f"{repo_path}/notebooks": ObjectType.DIRECTORY, f"{repo_path}/README.md": ObjectType.FILE}
+    assert listed == {
+        f"{repo_path}/notebooks": ObjectType.DIRECTORY,
+        f"{repo_path}/README.md": ObjectType.FILE,
+    }
     listed = {o.path: (o.object_type, o.language) for o in ws_sdk.workspace.list(f"{repo_path}/notebooks")}
     assert listed == {
         f"{repo_path}/notebooks/train": (ObjectType.NOTEBOOK, Language.PYTHON),  # train.py with the header
@@ -63,8 +68,10 @@ def test_notebooks_written_into_a_git_folder_land_in_its_checkout(ws_sdk, worksp
     checkout = workspace.data_dir / "repos" / str(repo.id)
 
     ws_sdk.workspace.import_(
-        f"{repo_path}/notebooks/scratch", content=base64.b64encode(b"x = 1\n").decode(),
-        format=ImportFormat.SOURCE, language=Language.PYTHON,
+        f"{repo_path}/notebooks/scratch",
+        content=base64.b64encode(b"x = 1\n").decode(),
+        format=ImportFormat.SOURCE,
+        language=Language.PYTHON,
     )
     assert (checkout / "notebooks" / "scratch.py").read_text() == "# Databricks notebook source\nx = 1\n"
     ws_sdk.workspace.mkdirs(f"{repo_path}/notebooks/sub/dir")
@@ -76,9 +83,16 @@ def test_notebooks_written_into_a_git_folder_land_in_its_checkout(ws_sdk, worksp
     shared = f"/Shared/git-{uuid.uuid4().hex[:6]}"
     ws_sdk.repos.create(url=git_project.url, provider="gitHub", path=shared)
     assert ws_sdk.workspace.get_status(shared).object_type == ObjectType.REPO
-    resp = api(workspace, "POST", "repos", json={
-        "url": git_project.url, "provider": "gitHub", "path": f"{shared}/notebooks/nested",
-    })
+    resp = api(
+        workspace,
+        "POST",
+        "repos",
+        json={
+            "url": git_project.url,
+            "provider": "gitHub",
+            "path": f"{shared}/notebooks/nested",
+        },
+    )
     assert resp.status_code == 400 and "inside another Git folder" in resp.json()["message"]
 
 
@@ -141,7 +155,9 @@ def test_repo_errors_name_what_is_wrong(ws_sdk, workspace, git_project, repo_pat
     assert ws_sdk.repos.get(repo.id).branch == "main"  # a failed update leaves the checkout alone
 
     missing = tmp_path / "not-a-repo"
-    resp = api(workspace, "POST", "repos", json={"url": str(missing), "provider": "gitHub", "path": f"{repo_path}-x"})
+    resp = api(
+        workspace, "POST", "repos", json={"url": str(missing), "provider": "gitHub", "path": f"{repo_path}-x"}
+    )
     assert resp.status_code == 400 and str(missing) in resp.json()["message"]
     with pytest.raises(NotFound):
         ws_sdk.workspace.get_status(f"{repo_path}-x")
@@ -166,8 +182,10 @@ def test_restart_keeps_workspace_objects_repos_and_secrets(tmp_path, git_project
         client = WorkspaceClient(host=service.url, token=service.token)
         client.workspace.mkdirs("/Shared/keep")
         client.workspace.import_(
-            "/Shared/keep/nb", content=base64.b64encode(b"print(1)").decode(),
-            format=ImportFormat.SOURCE, language=Language.PYTHON,
+            "/Shared/keep/nb",
+            content=base64.b64encode(b"print(1)").decode(),
+            format=ImportFormat.SOURCE,
+            language=Language.PYTHON,
         )
         repo = client.repos.create(url=git_project.url, provider="gitHub", path="/Repos/me/proj")
         client.repos.update(repo.id, branch="feature")
@@ -196,7 +214,9 @@ def test_git_source_checkout_of_branch_tag_and_commit(tmp_path, git_project):
 
     by_branch = checkouts.checkout({"git_url": url, "git_provider": "gitHub", "git_branch": "feature"})
     by_tag = checkouts.checkout({"git_url": url, "git_provider": "gitHub", "git_tag": "v1"})
-    by_commit = checkouts.checkout({"git_url": url, "git_provider": "gitHub", "git_commit": git_project.commits["main"]})
+    by_commit = checkouts.checkout(
+        {"git_url": url, "git_provider": "gitHub", "git_commit": git_project.commits["main"]}
+    )
 
     def version(root):
         return (root / "notebooks" / "train.py").read_text().split("VERSION = ")[1].split("\n")[0]
@@ -234,7 +254,9 @@ def test_git_source_concurrent_checkouts_share_one_directory(tmp_path, git_proje
         t.join()
     assert errors == []
     assert {p.name for p in results} == {git_project.commits["v1"]}
-    assert sorted(p.name for p in (tmp_path / "git-cache" / "checkouts").iterdir()) == [git_project.commits["v1"]]
+    assert sorted(p.name for p in (tmp_path / "git-cache" / "checkouts").iterdir()) == [
+        git_project.commits["v1"]
+    ]
 
 
 @pytest.mark.parametrize(

@@ -26,12 +26,17 @@ def folder(ws_sdk) -> str:
 
 def api(workspace, method: str, endpoint: str, **kwargs) -> requests.Response:
     headers = {"Authorization": f"Bearer {workspace.token}"}
-    return requests.request(method, f"{workspace.url}/api/2.0/{endpoint}", headers=headers, timeout=10, **kwargs)
+    return requests.request(
+        method, f"{workspace.url}/api/2.0/{endpoint}", headers=headers, timeout=10, **kwargs
+    )
 
 
 def test_source_import_without_header_becomes_a_notebook_the_runtime_can_export(ws_sdk, workspace, folder):
     ws_sdk.workspace.import_(
-        f"{folder}/train", content=b64("x = 1\nprint(x)\n"), format=ImportFormat.SOURCE, language=Language.PYTHON
+        f"{folder}/train",
+        content=b64("x = 1\nprint(x)\n"),
+        format=ImportFormat.SOURCE,
+        language=Language.PYTHON,
     )
 
     status = ws_sdk.workspace.get_status(f"{folder}/train")
@@ -49,8 +54,20 @@ def test_jupyter_import_converts_cells_and_exports_back(ws_sdk, folder):
     notebook = {
         "cells": [
             {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n", "text"]},
-            {"cell_type": "code", "metadata": {}, "source": ["a = 1\n", "a += 1"], "outputs": [], "execution_count": 1},
-            {"cell_type": "code", "metadata": {}, "source": "%pip install x", "outputs": [], "execution_count": 2},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": ["a = 1\n", "a += 1"],
+                "outputs": [],
+                "execution_count": 1,
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "%pip install x",
+                "outputs": [],
+                "execution_count": 2,
+            },
         ],
         "metadata": {"kernelspec": {"language": "python", "name": "python3"}},
         "nbformat": 4,
@@ -58,7 +75,9 @@ def test_jupyter_import_converts_cells_and_exports_back(ws_sdk, folder):
     }
     ws_sdk.workspace.import_(f"{folder}/nb", content=b64(json.dumps(notebook)), format=ImportFormat.JUPYTER)
 
-    source = base64.b64decode(ws_sdk.workspace.export(f"{folder}/nb", format=ExportFormat.SOURCE).content).decode()
+    source = base64.b64decode(
+        ws_sdk.workspace.export(f"{folder}/nb", format=ExportFormat.SOURCE).content
+    ).decode()
     assert source.startswith("# Databricks notebook source\n")
     assert "# MAGIC %md\n# MAGIC # Title\n# MAGIC text" in source
     assert "a = 1\na += 1" in source
@@ -99,7 +118,9 @@ def test_auto_import_tells_notebooks_from_files(ws_sdk, folder):
 )
 def test_sdk_upload_and_download(ws_sdk, folder):
     ws_sdk.workspace.upload(
-        f"{folder}/up.py", io.BytesIO(b"# Databricks notebook source\nprint('up')\n"), format=ImportFormat.AUTO
+        f"{folder}/up.py",
+        io.BytesIO(b"# Databricks notebook source\nprint('up')\n"),
+        format=ImportFormat.AUTO,
     )
     assert ws_sdk.workspace.get_status(f"{folder}/up").object_type == ObjectType.NOTEBOOK
     assert ws_sdk.workspace.download(f"{folder}/up").read() == b"# Databricks notebook source\nprint('up')\n"
@@ -107,7 +128,9 @@ def test_sdk_upload_and_download(ws_sdk, folder):
 
 def test_list_is_one_level_and_empty_folders_have_no_objects(ws_sdk, workspace, folder):
     ws_sdk.workspace.mkdirs(f"{folder}/a/b/c")
-    ws_sdk.workspace.import_(f"{folder}/a/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.SQL)
+    ws_sdk.workspace.import_(
+        f"{folder}/a/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.SQL
+    )
 
     listed = {o.path: o.object_type for o in ws_sdk.workspace.list(f"{folder}/a")}
     assert listed == {f"{folder}/a/b": ObjectType.DIRECTORY, f"{folder}/a/nb": ObjectType.NOTEBOOK}
@@ -125,14 +148,18 @@ def test_mkdirs_is_idempotent_but_not_through_a_notebook(ws_sdk, folder):
     ws_sdk.workspace.mkdirs(f"{folder}/x/y")
     assert ws_sdk.workspace.get_status(f"{folder}/x/y").object_type == ObjectType.DIRECTORY
 
-    ws_sdk.workspace.import_(f"{folder}/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    ws_sdk.workspace.import_(
+        f"{folder}/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.PYTHON
+    )
     with pytest.raises(ResourceAlreadyExists, match=f"{folder}/nb"):
         ws_sdk.workspace.mkdirs(f"{folder}/nb/sub")
 
 
 def test_delete_needs_recursive_for_a_non_empty_folder(ws_sdk, folder):
     ws_sdk.workspace.mkdirs(f"{folder}/d/e")
-    ws_sdk.workspace.import_(f"{folder}/d/e/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    ws_sdk.workspace.import_(
+        f"{folder}/d/e/nb", content=b64("1"), format=ImportFormat.SOURCE, language=Language.PYTHON
+    )
 
     with pytest.raises(DatabricksError) as err:
         ws_sdk.workspace.delete(f"{folder}/d")
@@ -149,7 +176,9 @@ def test_import_conflicts_overwrite_and_missing_parent(ws_sdk, folder):
     path = f"{folder}/nb"
     ws_sdk.workspace.import_(path, content=b64("v = 1"), format=ImportFormat.SOURCE, language=Language.PYTHON)
     with pytest.raises(ResourceAlreadyExists, match=path):
-        ws_sdk.workspace.import_(path, content=b64("v = 2"), format=ImportFormat.SOURCE, language=Language.PYTHON)
+        ws_sdk.workspace.import_(
+            path, content=b64("v = 2"), format=ImportFormat.SOURCE, language=Language.PYTHON
+        )
     ws_sdk.workspace.import_(
         path, content=b64("v = 2"), format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True
     )
@@ -168,7 +197,10 @@ def test_import_conflicts_overwrite_and_missing_parent(ws_sdk, folder):
         ({"path": 123, "content": "eA==", "format": "SOURCE", "language": "PYTHON"}, "path"),
         ({"path": "/Shared/x", "content": "eA==", "format": "SOURCE"}, "language"),
         ({"path": "/Shared/x", "content": "eA==", "format": "SOURCE", "language": "COBOL"}, "language"),
-        ({"path": "/Shared/x", "content": "not base64!", "format": "SOURCE", "language": "PYTHON"}, "content"),
+        (
+            {"path": "/Shared/x", "content": "not base64!", "format": "SOURCE", "language": "PYTHON"},
+            "content",
+        ),
         ({"path": "/Shared/x", "content": "eA==", "format": "WORD"}, "format"),
         ({"path": "/Shared/x", "content": "eA==", "format": "RAW", "overwrite": "maybe"}, "overwrite"),
     ],

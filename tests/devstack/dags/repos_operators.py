@@ -21,7 +21,13 @@ REPO_PATH = os.environ.get("REPOS_TEST_PATH", "/Repos/airflow/project")
 DEFAULTS = {"owner": "devstack-tests", "retries": 0}
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS, tags=["test"])
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["test"],
+)
 def repos_checkout():
     create = DatabricksReposCreateOperator(
         task_id="create_repo",
@@ -39,7 +45,13 @@ def repos_checkout():
     create >> update
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, default_args=DEFAULTS, tags=["test"])
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["test"],
+)
 def repos_delete():
     DatabricksReposDeleteOperator(task_id="delete_repo", repo_path=REPO_PATH)
 
