@@ -16,6 +16,7 @@ entries count for rollback.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -302,6 +303,10 @@ def copy_version(
     try:
         with tempfile.TemporaryDirectory(prefix="mlops-copy-") as tmp:
             local = source.download_artifacts(download_uri, tmp)
+            if not os.path.isfile(os.path.join(local, "MLmodel")):
+                raise ModelRegistryError(
+                    f"no MLmodel file under {download_uri} (downloaded: {sorted(os.listdir(local))[:10]})"
+                )
             metrics: dict[str, float] = {}
             params: dict[str, str] = {}
             if src.run_id:
