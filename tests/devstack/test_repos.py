@@ -7,6 +7,7 @@ checked out and which notebook content the workspace serves from it.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import uuid
 
@@ -282,3 +283,10 @@ def test_git_source_unreachable_url_is_named(tmp_path):
     with pytest.raises(ApiError, match="nowhere") as err:
         GitSourceCheckouts(tmp_path / "git-cache").checkout({"git_url": url, "git_branch": "main"})
     assert err.value.status == 400
+
+
+def test_remote_url_mapped_to_a_local_clone_runs_offline(tmp_path, git_project, monkeypatch):
+    remote = "https://github.com/example/project.git"
+    monkeypatch.setenv("DEVSTACK_GIT_MIRRORS", json.dumps({remote: str(git_project.path)}))
+    root = GitSourceCheckouts(tmp_path / "git-cache").checkout({"git_url": remote, "git_branch": "feature"})
+    assert root.name == git_project.commits["feature"]
