@@ -32,6 +32,7 @@ class FakeWorkspace:
 
     def __init__(self) -> None:
         self.notebooks: dict[str, tuple[str, str]] = {}
+        self.files: dict[str, tuple[str, int]] = {}  # workspace FILE objects: path -> (content, modified_at)
         self.secrets: dict[str, dict[str, str]] = {}
         self.task_values: dict[tuple[str, str, str], object] = {}
         self.faults: dict[str, int] = {}  # path -> number of 503 answers still to give
@@ -62,11 +63,32 @@ class FakeWorkspace:
     def add_fixture_notebooks(self) -> None:
         """Import every fixture notebook under /Shared/rt/<name> (no extension), as workspace/import would."""
         for path in NOTEBOOKS.rglob("*"):
-            if path.suffix not in (".py", ".ipynb"):
+            if path.suffix not in (".py", ".ipynb") or "__pycache__" in path.parts:
+                continue
+            text = path.read_text()
+            if path.suffix == ".py" and not text.startswith("# Databricks notebook source"):
+                # A plain module: imported with format AUTO it becomes a workspace file.
+                self.files[f"{WORKSPACE_DIR}/{path.relative_to(NOTEBOOKS).as_posix()}"] = (text, 1)
                 continue
             rel = path.relative_to(NOTEBOOKS).with_suffix("").as_posix()
             file_type = "ipynb" if path.suffix == ".ipynb" else "py"
-            self.notebooks[f"{WORKSPACE_DIR}/{rel}"] = (path.read_text(), file_type)
+            self.notebooks[f"{WORKSPACE_DIR}/{rel}"] = (text, file_type)
+
+    def _list(self, folder: str) -> list[dict] | None:
+        folder = folder.rstrip("/")
+        objects: dict[str, dict] = {}
+        for path in [*self.notebooks, *self.files]:
+            if not path.startswith(folder + "/"):
+                continue
+            head, _, rest = path[len(folder) + 1 :].partition("/")
+            child = f"{folder}/{head}"
+            if rest:
+                objects[child] = {"path": child, "object_type": "DIRECTORY"}
+            elif path in self.files:
+                objects[child] = {"path": child, "object_type": "FILE", "modified_at": self.files[path][1]}
+            else:
+                objects[child] = {"path": child, "object_type": "NOTEBOOK", "language": "PYTHON"}
+        return list(objects.values()) if objects else None
 
     def _reply(self, handler, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -100,6 +122,8 @@ class FakeWorkspace:
         missing = {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "not found"}
         if method == "GET" and url.path == "/api/2.0/workspace/export":
             found = self.notebooks.get(query.get("path", ""))
+            if found is None and query.get("path") in self.files:
+                found = (self.files[query["path"]][0], "py")
             if found is None:
                 return self._reply(
                     handler, 404, {**missing, "message": f"Path ({query.get('path')}) doesn't exist."}
@@ -108,6 +132,11 @@ class FakeWorkspace:
             return self._reply(
                 handler, 200, {"content": base64.b64encode(content.encode()).decode(), "file_type": file_type}
             )
+        if method == "GET" and url.path == "/api/2.0/workspace/list":
+            objects = self._list(query.get("path", ""))
+            if objects is None:
+                return self._reply(handler, 404, missing)
+            return self._reply(handler, 200, {"objects": objects})
         if method == "GET" and url.path == "/api/2.0/secrets/get":
             value = self.secrets.get(query.get("scope", ""), {}).get(query.get("key", ""))
             if value is None:
@@ -622,3 +651,21 @@ def test_threads_started_by_a_notebook_log_into_its_run_and_context_names_the_ru
         "multitaskParentRunId": "500",
         "taskKey": "train",
     }
+
+
+def test_workspace_notebook_imports_workspace_files_from_its_folder(driver):
+    result = run(driver, task("uses_module"))
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    assert result["notebook_result"] == "10,20,30"
+
+
+def test_git_notebook_imports_modules_from_the_checkout(tmp_path, workspace):
+    driver = new_driver(tmp_path, workspace, "git-imports")  # fresh: no module cached yet
+    try:
+        result = run(driver, task(source="GIT", git_root=str(NOTEBOOKS), notebook_path="uses_module"))
+    finally:
+        driver.kill()
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    assert result["notebook_result"] == "10,20,30"

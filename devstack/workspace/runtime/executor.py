@@ -6,6 +6,7 @@ import ast
 import builtins
 import linecache
 import os
+import posixpath
 import sys
 import threading
 import traceback
@@ -27,6 +28,7 @@ from devstack.workspace.runtime.execution import Execution, ExecutionCanceled, N
 from devstack.workspace.runtime.fs import FsUtils, to_local
 from devstack.workspace.runtime.spark import LazyProxy, SparkManager, display, display_html
 from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
+from devstack.workspace.runtime.wsfiles import WorkspaceFiles
 
 RESULT_CAP = 5 * 1024 * 1024  # dbutils.notebook.exit values are cut at 5 MB, as on Databricks
 _RUNTIME_DIR = str(Path(__file__).resolve().parent)
@@ -58,6 +60,7 @@ class Runtime:
         self.client = WorkspaceClient(config.workspace_url, config.token)
         self.spark = spark
         self.fs = FsUtils(config.data_dir)
+        self.workspace_files = WorkspaceFiles(self.client, config.cluster_dir / "workspace")
         self.spark_proxy = LazyProxy(spark.session, "spark")
         self.sc_proxy = LazyProxy(lambda: spark.session().sparkContext, "sc")
 
@@ -215,6 +218,11 @@ class NotebookRun:
             # As on Databricks Repos: the repo root and the notebook's folder are importable.
             _add_sys_path(self.ref.git_root)
             _add_sys_path(str(Path(self.ref.git_root) / os.path.dirname(self.ref.path)))
+        elif self.ref.source == "WORKSPACE":
+            # Workspace files next to the notebook are importable, as on Databricks.
+            local = self.runtime.workspace_files.mirror(posixpath.dirname(self.ref.path) or "/")
+            if local is not None:
+                _add_sys_path(str(local))
         self._run_cells(nb.load(self.ref, self.runtime.client), [self.ref.path])
 
     def _run_cells(self, notebook: nb.Notebook, stack: list[str]) -> None:
