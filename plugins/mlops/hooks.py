@@ -133,6 +133,19 @@ class MlflowRegistryHook(BaseHook):
         """Where the registry is, for messages and lineage tags: no credentials in it."""
         return self._settings["label"]
 
+    @property
+    def supports_aliases(self) -> bool:
+        """False for the Databricks workspace registry, which only knows (deprecated) stages."""
+        return self.registry_uri.split(":", 1)[0] != "databricks"
+
+    def require_aliases(self, model_name: str) -> None:
+        if not self.supports_aliases:
+            raise ModelRegistryError(
+                f"The Databricks workspace registry ({self.registry_label}) has no aliases, so model "
+                f"{model_name!r} cannot get one. Use TransitionModelVersionStageOperator there, or "
+                "registry_uri='databricks-uc' (Unity Catalog) for aliases."
+            )
+
     def get_conn(self) -> MlflowClient:
         """The MLflow client (created once per hook); calls must go through :meth:`_call`."""
         return self._client

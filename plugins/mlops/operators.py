@@ -188,6 +188,7 @@ class SetModelAliasOperator(_RegistryOperator):
 
     def execute(self, context: Context) -> str:
         version = _version_str(self.version, "version")
+        self.hook.require_aliases(self.model_name)
         self.hook.get_model_version(self.model_name, version)
         if alias_holder(self.hook, self.model_name, self.alias) == version:
             self.log.info("Alias %s of %s already points at version %s.", self.alias, self.model_name, version)
@@ -288,6 +289,7 @@ class PromoteModelVersionOperator(_RegistryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         version = _version_str(self.version, "version")
         source = self.hook
+        self.target_hook.require_aliases(self.target_model_name or self.model_name)
         source.get_model_version(self.model_name, version)
         name, target_version = self.model_name, version
         extra: dict[str, Any] = {}

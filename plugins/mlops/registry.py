@@ -115,6 +115,7 @@ def move_alias(
     the history always ends with the holder of the alias.
     """
     version = str(version)
+    hook.require_aliases(model_name)
     hook.get_model_version(model_name, version)  # fails with the list of versions if unknown
     lineage = lineage_tags(context)
     current = alias_holder(hook, model_name, alias)
