@@ -12,7 +12,7 @@ from typing import Any
 from devstack.workspace.api import Request, invalid, not_found
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.runs import manager
-from devstack.workspace.scheduler import CREATOR, normalize_tasks
+from devstack.workspace.scheduler import CREATOR, as_int, normalize_tasks
 from devstack.workspace.store import dumps, loads
 
 VERSIONS = ("2.0", "2.1", "2.2")
@@ -28,9 +28,10 @@ def _check_settings(settings: dict[str, Any], field: str) -> dict[str, Any]:
     out.setdefault("name", "Untitled")
     if not isinstance(out["name"], str):
         raise invalid(f"Invalid value for field {field}.name: expected a string")
-    mcr = out.setdefault("max_concurrent_runs", 1)
-    if isinstance(mcr, bool) or not isinstance(mcr, int) or mcr < 0:
-        raise invalid(f"Invalid value for field {field}.max_concurrent_runs: expected an integer >= 0")
+    for name, default in (("max_concurrent_runs", 1), ("timeout_seconds", 0)):
+        out[name] = as_int(out.get(name, default), f"{field}.{name}")
+        if out[name] < 0:
+            raise invalid(f"Invalid value for field {field}.{name}: expected an integer >= 0")
     for name in ("tasks", "job_clusters", "parameters"):
         if name in out and not isinstance(out[name], list):
             raise invalid(f"Invalid value for field {field}.{name}: expected an array")
@@ -43,7 +44,6 @@ def _check_settings(settings: dict[str, Any], field: str) -> dict[str, Any]:
     if out.get("tasks"):
         normalize_tasks(out)
     out.setdefault("format", "MULTI_TASK")
-    out.setdefault("timeout_seconds", 0)
     out.setdefault("email_notifications", {})
     return out
 

@@ -957,6 +957,16 @@ class RunManager:
 # ---------------------------------------------------------------------- pure helpers
 
 
+def as_int(value: Any, field: str) -> int:
+    """An integer field; numeric strings are accepted as Databricks does (the provider sends them)."""
+    if isinstance(value, bool):
+        raise invalid(f"Invalid value for field {field}: expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value for field {field}: expected an integer, got {value!r}") from None
+
+
 def _int(value: Any) -> int:
     try:
         return int(value or 0)
@@ -1131,10 +1141,7 @@ def normalize_tasks(settings: dict) -> list[dict]:
             raise invalid(f"Invalid value for field {where}.run_if: expected one of {', '.join(RUN_IF)}")
         for name in ("timeout_seconds", "max_retries", "min_retry_interval_millis"):
             if task.get(name) is not None:
-                try:
-                    int(task[name])
-                except (TypeError, ValueError):
-                    raise invalid(f"Invalid value for field {where}.{name}: expected an integer") from None
+                task[name] = as_int(task[name], f"{where}.{name}")
         deps = task.get("depends_on") or []
         if not isinstance(deps, list) or not all(isinstance(d, dict) and d.get("task_key") for d in deps):
             raise invalid(f"Invalid value for field {where}.depends_on: expected [{{'task_key': ...}}]")
