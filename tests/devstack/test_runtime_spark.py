@@ -55,12 +55,17 @@ def run(driver: DriverProcess, task: dict, timeout: float = 120) -> dict:
 
 
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory):
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spark-data")
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory, data_dir):
     cluster_dir = tmp_path_factory.mktemp("spark-cluster")
     driver = DriverProcess(
         "cluster-spark",
         cluster_dir=cluster_dir,
-        data_dir=tmp_path_factory.mktemp("spark-data"),
+        data_dir=data_dir,
         workspace_url="http://127.0.0.1:9",  # never called: GIT notebooks only
         token="unused",
         spark_conf={"spark.sql.session.timeZone": "UTC", "spark.app.name": "runtime-test"},
@@ -108,3 +113,11 @@ def test_cancel_stops_a_running_spark_job_and_spark_stays_usable(driver):
     assert results[0]["result_state"] == "CANCELED"
     assert driver.alive
     assert run(driver, git_task("after", "spark_sql"))["notebook_result"] == "45"
+
+
+def test_spark_reads_and_writes_dbfs_and_volumes_paths_under_the_data_dir(driver, data_dir):
+    result = run(driver, git_task("paths", "spark_paths"))
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    assert result["notebook_result"] == "3"
+    assert list((data_dir / "dbfs/curated/rows").glob("part-*.parquet"))

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
 
     from devstack.workspace.runtime.execution import Execution, install_hooks
     from devstack.workspace.runtime.executor import Runtime, RuntimeConfig
-    from devstack.workspace.runtime.spark import SparkManager
+    from devstack.workspace.runtime.spark import SparkManager, map_spark_paths
 
     config = RuntimeConfig(
         cluster_id=args["cluster_id"],
@@ -87,6 +87,7 @@ def main(argv: list[str]) -> None:
         lambda: events.send({"type": "spark", "started": True}),
     )
     spark.prepare_environment()
+    map_spark_paths(config.data_dir)
     install_hooks()
     runtime = Runtime(config, spark)
     executions: dict[str, Execution] = {}

@@ -154,3 +154,89 @@ def display(obj: Any = None, *args: Any, **kwargs: Any) -> None:
 
 def display_html(html: str) -> None:
     print(f"[displayHTML] {html}")
+
+
+# ---------------------------------------------------------------------- DBFS / Volumes paths in Spark
+
+_MAPPED_PREFIXES = ("dbfs:", "/dbfs/", "/Volumes/")
+_READER_METHODS = ("load", "csv", "json", "text", "orc", "parquet")
+_WRITER_METHODS = ("save", "csv", "json", "text", "orc", "parquet")
+
+
+def _map_path(value: Any, data_dir: Path) -> Any:
+    from devstack.workspace.runtime.fs import to_local
+
+    if isinstance(value, str) and value.startswith(_MAPPED_PREFIXES):
+        return "file://" + str(to_local(value, data_dir))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return type(value)(_map_path(v, data_dir) for v in value)
+    return value
+
+
+def _mapping(method: Callable, data_dir: Path, every_positional: bool) -> Callable:
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if args:
+            if every_positional:
+                args = tuple(_map_path(a, data_dir) for a in args)
+            else:
+                args = (_map_path(args[0], data_dir), *args[1:])
+        for key in ("path", "paths"):
+            if key in kwargs:
+                kwargs[key] = _map_path(kwargs[key], data_dir)
+        return method(self, *args, **kwargs)
+
+    wrapper._devstack_mapped = True
+    return wrapper
+
+
+def _patch_readwriter(module: Any, data_dir: Path) -> None:
+    for cls, names in ((module.DataFrameReader, _READER_METHODS), (module.DataFrameWriter, _WRITER_METHODS)):
+        for name in names:
+            method = getattr(cls, name, None)
+            if method is None or getattr(method, "_devstack_mapped", False):
+                continue
+            # DataFrameReader.parquet(*paths) takes several paths; the others one (or a list).
+            every = cls is module.DataFrameReader and name == "parquet"
+            setattr(cls, name, _mapping(method, data_dir, every))
+
+
+class _ReadWriterHook:
+    """Patches pyspark's DataFrameReader/Writer right after their module is imported, however
+    user code reaches Spark, so ``spark.read.csv("dbfs:/x")`` reads ``<data_dir>/dbfs/x``."""
+
+    target = "pyspark.sql.readwriter"
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != self.target:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader.exec_module = _then_patch(spec.loader.exec_module, self.data_dir)
+                return spec
+        return None
+
+
+def _then_patch(exec_module: Callable, data_dir: Path) -> Callable:
+    def patched(module: Any) -> None:
+        exec_module(module)
+        _patch_readwriter(module, data_dir)
+
+    return patched
+
+
+def map_spark_paths(data_dir: Path) -> None:
+    """Make Spark readers and writers understand dbfs:/, /dbfs/ and /Volumes/ paths."""
+    module = sys.modules.get(_ReadWriterHook.target)
+    if module is not None:
+        _patch_readwriter(module, Path(data_dir))
+    else:
+        sys.meta_path.insert(0, _ReadWriterHook(Path(data_dir)))
