@@ -5,14 +5,27 @@ Each server starts once per session on 127.0.0.1 and is stopped when the session
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
-import pytest
+# Airflow reads its settings when first imported: give the in-process imports (DagBag, operators
+# run directly) a throwaway home and DB, never the developer's ~/airflow.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="mlops-tests-airflow-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ.pop("MLOPS_CONFIG_OVERLAY", None)
 
-from devstack.airflow_runner import AirflowRunner, DagRunResult
-from devstack.services import (
+import pytest  # noqa: E402
+
+from devstack.airflow_runner import AirflowRunner, DagRunResult  # noqa: E402
+from devstack.services import (  # noqa: E402
     Service,
     create_postgres_database,
     postgres_available,

@@ -10,7 +10,7 @@
 # MAGIC | `model_name`, `model_version` | the exact model to score with (required) |
 # MAGIC | `input_path` | folder of `date=YYYY-MM-DD` input partitions (required) |
 # MAGIC | `output_path` | folder of `date=YYYY-MM-DD` prediction partitions (required) |
-# MAGIC | `date` | the logical date to score, YYYY-MM-DD (required) |
+# MAGIC | `date` | the date to score, YYYY-MM-DD, or `latest` (required) |
 # MAGIC | `features`, `id_column` | columns (required) |
 # MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
 # MAGIC

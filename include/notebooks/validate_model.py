@@ -13,8 +13,8 @@
 # MAGIC | `experiment` | MLflow experiment for the evaluation run (required) |
 # MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
 # MAGIC
-# MAGIC Exits with JSON: {"candidate": {version, metrics}, "champion": {version, metrics} or null,
-# MAGIC "evaluation_run_id"}.
+# MAGIC Exits with JSON: candidate_version, candidate_metrics, champion_version and
+# MAGIC champion_metrics (null before the first release), evaluation_run_id.
 
 # COMMAND ----------
 

@@ -62,14 +62,14 @@ def test_validation_compares_with_the_champion_found_by_alias(registered):
         champion_model_name=registered, champion_alias="champion", experiment="/lifecycle-tests",
     )
     first = validate_candidate(HOLDOUT, **kwargs)
-    assert first["champion"] is None
+    assert first["champion_version"] is None and first["champion_metrics"] is None
 
     MlflowClient().set_registered_model_alias(registered, "champion", "1")
     second = validate_candidate(HOLDOUT, **kwargs)
-    assert second["champion"]["version"] == "1"
-    assert second["candidate"]["metrics"]["rmse"] > second["champion"]["metrics"]["rmse"]
+    assert second["champion_version"] == "1"
+    assert second["candidate_metrics"]["rmse"] > second["champion_metrics"]["rmse"]
     logged = MlflowClient().get_run(second["evaluation_run_id"]).data.metrics
-    assert logged["candidate_rmse"] == second["candidate"]["metrics"]["rmse"]
+    assert logged["candidate_rmse"] == second["candidate_metrics"]["rmse"]
 
 
 def test_candidate_and_champion_are_scored_on_the_same_rows(registered):
@@ -92,6 +92,8 @@ def test_scoring_a_partition_twice_overwrites_it_and_keeps_other_dates(spark, re
     kwargs = dict(model_name=registered, input_path=SCORING, output_path=output, features=FEATURES, id_column="patient_id")
 
     first = score_partition(spark, model_version="1", date="2026-11-20", **kwargs)
+    latest = score_partition(spark, model_version="1", date="latest", **kwargs)
+    assert latest["date"] == "2026-11-22" and latest["rows_out"] == 250
     other = score_partition(spark, model_version="1", date="2026-11-21", **kwargs)
     again = score_partition(spark, model_version="2", date="2026-11-20", **kwargs)
 

@@ -64,7 +64,7 @@ def validate_candidate(
     """Score candidate and champion on ``holdout``, log both to one MLflow run, return the metrics.
 
     The champion is looked up by alias at run time; with none yet (first release) only the
-    candidate is evaluated and ``champion`` is None.
+    candidate is evaluated and ``champion_version`` / ``champion_metrics`` are None.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -87,14 +87,13 @@ def validate_candidate(
         mlflow.log_metrics({f"candidate_{k}": v for k, v in result["candidate"].items()})
         if result["champion"]:
             mlflow.log_metrics({f"champion_{k}": v for k, v in result["champion"].items()})
+    # Flat keys, so the release DAG hands each dict to the gate without unpacking.
     return {
-        "candidate": {
-            "model_name": candidate_model_name,
-            "version": str(candidate_version),
-            "metrics": result["candidate"],
-        },
-        "champion": None
-        if current is None
-        else {"model_name": champion_model_name, "version": current, "metrics": result["champion"]},
+        "candidate_model_name": candidate_model_name,
+        "candidate_version": str(candidate_version),
+        "candidate_metrics": result["candidate"],
+        "champion_model_name": champion_model_name,
+        "champion_version": current,
+        "champion_metrics": result["champion"],
         "evaluation_run_id": run.info.run_id,
     }

@@ -14,6 +14,24 @@ class ScoringError(RuntimeError):
     """The partition could not be scored completely."""
 
 
+def latest_partition(spark: SparkSession, input_path: str) -> str:
+    """The newest ``date=YYYY-MM-DD`` partition under ``input_path`` (any Hadoop filesystem)."""
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(input_path)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(root):
+        raise ScoringError(f"Scoring input folder {input_path} does not exist.")
+    prefix = f"{PARTITION_COLUMN}="
+    dates = sorted(
+        status.getPath().getName()[len(prefix):]
+        for status in fs.listStatus(root)
+        if status.isDirectory() and status.getPath().getName().startswith(prefix)
+    )
+    if not dates:
+        raise ScoringError(f"Scoring input folder {input_path} has no {prefix}YYYY-MM-DD partitions.")
+    return dates[-1]
+
+
 def score_partition(
     spark: SparkSession,
     *,
@@ -27,6 +45,8 @@ def score_partition(
 ) -> dict:
     """Score ``input_path/date=<date>`` with ``models:/<model_name>/<model_version>``.
 
+    ``date`` may be ``latest``: the newest input partition (used after a promotion).
+
     Writes ``output_path/date=<date>`` with Spark's dynamic partition overwrite: the new files
     replace that partition only, and only when the job commits, so a failed run leaves the
     previous output of that date (or none) in place, never a partial partition. Every output
@@ -35,6 +55,8 @@ def score_partition(
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
+    if date == "latest":
+        date = latest_partition(spark, input_path)
     source = f"{input_path.rstrip('/')}/{PARTITION_COLUMN}={date}"
     try:
         frame = spark.read.option("header", True).csv(source)

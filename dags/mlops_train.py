@@ -1,0 +1,126 @@
+"""## mlops_train
+
+Trains a candidate model on the **dev** workspace and hands it to the release.
+
+1. `train_workflow` - one Databricks job on ONE shared job cluster:
+   `prepare_data` (schema and range checks, bad rows quarantined) -> `train_model`
+   (scikit-learn pipeline logged to MLflow and registered as a new version of the dev model).
+2. `read_training_result` - the version the notebook registered, its run and metrics.
+3. `set_challenger` - moves the `challenger` alias to that version and updates the
+   `mlops_challenger` Asset, which starts `mlops_release`.
+
+Trigger it from the UI to change hyperparameters; the form checks them before a run starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pendulum
+from airflow.providers.databricks.operators.databricks import DatabricksNotebookOperator
+from airflow.providers.databricks.operators.databricks_workflow import DatabricksWorkflowTaskGroup
+from airflow.sdk import DAG, Param
+from mlops.databricks import DatabricksNotebookResultOperator
+from mlops.operators import SetModelAliasOperator
+
+from include.assets import CHALLENGER
+from include.config import environment, load_config
+from include.dag_helpers import MODEL_TYPES, hyperparameters_template, lineage_template, xcom
+
+CONFIG = load_config()
+MODEL = CONFIG["model"]
+DEV = environment(CONFIG, "dev")
+NOTEBOOK_DIR = CONFIG["jobs"]["notebook_dir"]
+DEFAULTS = MODEL["hyperparameters"]
+
+with DAG(
+    dag_id="mlops_train",
+    doc_md=__doc__,
+    schedule=CONFIG.get("training", {}).get("schedule"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "mlops", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    tags=["mlops", "training", "dev"],
+    params={
+        "model_type": Param(
+            DEFAULTS["model_type"], type="string", enum=list(MODEL_TYPES), title="Model type",
+            description="The scikit-learn estimator to train.",
+        ),
+        "alpha": Param(
+            DEFAULTS["alpha"], type="number", minimum=0, maximum=10000, title="alpha (ridge)",
+            description="Regularisation strength of the ridge model.",
+        ),
+        "max_depth": Param(
+            DEFAULTS["max_depth"], type="integer", minimum=1, maximum=32, title="max_depth (trees)",
+            description="Depth of each tree for random_forest and gradient_boosting.",
+        ),
+        "n_estimators": Param(
+            DEFAULTS["n_estimators"], type="integer", minimum=1, maximum=2000, title="n_estimators (trees)",
+            description="Number of trees for random_forest and gradient_boosting.",
+        ),
+        "data_date": Param(
+            None, type=["null", "string"], format="date", title="Data date",
+            description="Date of the landed data the model is trained on (default: the run's logical date).",
+        ),
+    },
+) as dag:
+    with DatabricksWorkflowTaskGroup(
+        group_id="train_workflow",
+        databricks_conn_id=DEV["databricks_conn_id"],
+        job_clusters=[{"job_cluster_key": "training", "new_cluster": DEV["cluster"]}],
+        # Run-level parameters reach every notebook task of the job; the launch renders them.
+        notebook_params={"hyperparameters": hyperparameters_template(), "lineage": lineage_template()},
+    ) as train_workflow:
+        prepare_data = DatabricksNotebookOperator(
+            task_id="prepare_data",
+            databricks_task_key="prepare_data",
+            databricks_conn_id=DEV["databricks_conn_id"],
+            notebook_path=f"{NOTEBOOK_DIR}/prepare_data",
+            source="WORKSPACE",
+            job_cluster_key="training",
+            notebook_params={
+                "landing_path": DEV["paths"]["landing"],
+                "curated_path": DEV["paths"]["curated"],
+                "quarantine_path": DEV["paths"]["quarantine"],
+                "features": ",".join(MODEL["features"]),
+                "target": MODEL["target"],
+                "ranges": json.dumps(CONFIG["data"]["ranges"]),
+                "max_bad_fraction": str(CONFIG["data"]["max_bad_fraction"]),
+            },
+            polling_period_seconds=2,
+        )
+        train_model = DatabricksNotebookOperator(
+            task_id="train_model",
+            databricks_task_key="train_model",
+            databricks_conn_id=DEV["databricks_conn_id"],
+            notebook_path=f"{NOTEBOOK_DIR}/train_model",
+            source="WORKSPACE",
+            job_cluster_key="training",
+            notebook_params={
+                "curated_path": DEV["paths"]["curated"],
+                "features": ",".join(MODEL["features"]),
+                "target": MODEL["target"],
+                "model_name": MODEL["dev_model_name"],
+                "experiment": f"/Shared/mlops/{MODEL['name']}-training",
+                "registry_uri": CONFIG["registry"]["uri"] or "",
+            },
+            polling_period_seconds=2,
+        )
+        prepare_data >> train_model
+
+    training_result = DatabricksNotebookResultOperator(
+        task_id="read_training_result",
+        databricks_conn_id=DEV["databricks_conn_id"],
+        run_id=xcom("train_workflow.launch", "run_id"),
+        task_key="train_model",
+    )
+    set_challenger = SetModelAliasOperator(
+        task_id="set_challenger",
+        mlflow_conn_id=CONFIG["registry"]["mlflow_conn_id"],
+        model_name=MODEL["dev_model_name"],
+        alias=MODEL["challenger_alias"],
+        version=xcom("read_training_result", "version"),
+        outlets=[CHALLENGER],
+    )
+    train_workflow >> training_result >> set_challenger
