@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 RETRY_STATUSES = (429, 503)
@@ -37,6 +34,8 @@ class WorkspaceClient:
         self.max_wait = max_wait
 
     def get(self, endpoint: str, /, **params: Any) -> dict:
+        import urllib.parse
+
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         return self._call("GET", f"{endpoint}?{query}" if query else endpoint, None)
 
@@ -44,6 +43,11 @@ class WorkspaceClient:
         return self._call("POST", endpoint, body)
 
     def _call(self, method: str, path: str, body: dict | None) -> dict:
+        # Imported on first use (the driver warms it up in the background): urllib.request
+        # alone is a third of the driver's start time.
+        import urllib.error
+        import urllib.request
+
         url = self.url + path
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
