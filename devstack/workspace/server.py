@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,14 @@ INTERNAL_PREFIX = "/api/2.0/devstack/"
 
 def build_router(ctx: WorkspaceContext) -> Router:
     router = Router()
+    workspace_id = str(int(zlib.crc32(ctx.name.encode())) % 10**15 or 1)
+
+    def host_metadata(request: Request) -> dict[str, Any]:
+        # databricks-sdk asks every host for this at client creation; answering it (with no
+        # OIDC endpoint: tokens are plain PATs here) spares users a warning per client.
+        return {"workspace_id": workspace_id, "oidc_endpoint": ""}
+
+    router.add("GET", "", ".well-known/databricks-config", host_metadata)
     for name in API_MODULES:
         module = importlib.import_module(f"devstack.workspace.{name}")
         module.register(router, ctx)
