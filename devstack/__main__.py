@@ -1,4 +1,10 @@
-"""The devstack command line: ``python -m devstack demo``."""
+"""The devstack command line.
+
+    python -m devstack up       start MLflow and the dev/staging/prod workspaces in the background
+    python -m devstack status   show what runs
+    python -m devstack down     stop all of it
+    python -m devstack demo     the whole lifecycle on a devstack it starts and stops (make demo)
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,56 @@ import argparse
 import sys
 from pathlib import Path
 
+from devstack.airflow_runner import ROOT
+
+DEFAULT_STATE = ROOT / ".devstack"
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack", description="Local stand-ins for the cloud.")
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.split("\n")[0])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="state and logs (default .devstack/)")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the end-to-end example on a devstack it starts and stops")
-    demo.add_argument("--state-dir", type=Path, default=None, help="where state and logs go (default .devstack/)")
+    up = sub.add_parser("up", help="start the devstack in the background")
+    up.add_argument("--mlflow-port", type=int, default=5500)
+    up.add_argument("--workspace-ports", default="8001,8002,8003", help="dev,staging,prod ports")
+    up.add_argument("--sqlite", action="store_true", help="MLflow on SQLite even when PostgreSQL answers")
+    up.add_argument("--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503")
+    up.add_argument("--cluster-start-seconds", type=float, default=0.0, help="simulated cluster start time")
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("status", help="show what runs")
+    demo = sub.add_parser("demo", help="run train -> release -> score on a devstack it starts and stops")
+    demo.add_argument("--keep-running", action="store_true", help="leave the devstack up afterwards")
     args = parser.parse_args(argv)
+    state_dir = args.state_dir.resolve()
 
-    if args.command == "demo":
-        from devstack.demo import default_state_dir, run_demo
+    from devstack import stack
 
-        return run_demo(args.state_dir or default_state_dir())
+    try:
+        if args.command == "up":
+            ports = [int(p) for p in args.workspace_ports.split(",")]
+            if len(ports) != 3:
+                parser.error("--workspace-ports takes three ports: dev,staging,prod")
+            print(f"devstack up (state in {state_dir})")
+            stack.up(
+                state_dir,
+                ports={"mlflow": args.mlflow_port, "dev": ports[0], "staging": ports[1], "prod": ports[2]},
+                use_postgres=False if args.sqlite else None,
+                fault_rate=args.fault_rate,
+                cluster_start_seconds=args.cluster_start_seconds,
+            )
+            print("Load the connections into a shell with:  set -a; . " + str(stack.StackState(state_dir).env_file))
+            return 0
+        if args.command == "down":
+            return 0 if stack.down(state_dir) else 1
+        if args.command == "status":
+            return stack.print_status(state_dir)
+        if args.command == "demo":
+            from devstack.demo import run_demo
+
+            return run_demo(state_dir, keep_running=args.keep_running)
+    except stack.StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser.error(f"unknown command {args.command}")
     return 2
 

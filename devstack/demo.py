@@ -1,91 +1,124 @@
-"""`make demo`: a real end-to-end run on the local devstack, started and stopped by this command.
+"""`make demo`: the whole lifecycle as real Airflow DAG runs on the local devstack.
 
-It starts an MLflow server and an emulated "dev" workspace on 127.0.0.1, imports a training
-notebook, runs the `devstack_example` DAG as a real Airflow DAG run (the provider's
-DatabricksSubmitRunOperator submits the notebook; the notebook trains on scikit-learn's diabetes
-data and logs to MLflow), prints what happened and where to look, and stops everything.
+Starts the devstack (unless it already runs), then runs mlops_train -> mlops_release ->
+mlops_batch_score with `airflow dags test` (Asset events do not chain DAGs in a test run, so the
+demo chains them), prints what happened, and stops what it started. The registry and the lake
+survive between runs: each run trains a new candidate with the next hyperparameters of
+:data:`CANDIDATES`, and the validation gate decides whether it replaces the champion.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
+import re
 import time
 from pathlib import Path
 
-from devstack.airflow_runner import ROOT, AirflowRunner
-from devstack.services import start_mlflow_server, start_workspace
+from devstack import stack as devstack
+from devstack.airflow_runner import ROOT, AirflowRunner, DagRunResult
 
-EXAMPLE = Path(__file__).resolve().parent / "example"
-NOTEBOOK_DIR = "/Shared/devstack-example"
-
-
-def _connection(url: str, token: str) -> str:
-    host_port = url.removeprefix("http://")
-    host, port = host_port.rsplit(":", 1)
-    return json.dumps({"conn_type": "databricks", "host": host, "port": int(port), "schema": "http", "password": token})
+CANDIDATES = (
+    {"model_type": "ridge", "alpha": 1.0},
+    {"model_type": "gradient_boosting", "max_depth": 2, "n_estimators": 150},
+    {"model_type": "ridge", "alpha": 200.0},
+    {"model_type": "random_forest", "max_depth": 6, "n_estimators": 200},
+)
 
 
-def run_demo(state_dir: Path) -> int:
-    from databricks.sdk import WorkspaceClient
-    from databricks.sdk.service.workspace import ImportFormat, Language
+class DemoError(RuntimeError):
+    """A DAG run of the demo did not succeed."""
 
-    run_dir = state_dir / time.strftime("demo-%Y%m%d-%H%M%S")
+
+def _run(airflow: AirflowRunner, env: dict, dag_id: str, log_dir: Path, conf: dict | None = None) -> DagRunResult:
     started = time.monotonic()
-    print(f"devstack demo: state and logs in {run_dir}")
-    services = []
+    result = airflow.dags_test(dag_id, ROOT / "dags", conf=conf, env=env, timeout=1800)
+    log = log_dir / f"{dag_id}.log"
+    log.write_text(result.output)
+    print(f"  {dag_id:18} {result.state or 'did not finish'} in {time.monotonic() - started:.0f}s  (log: {log})")
+    if not result.succeeded:
+        tail = "\n".join(line for line in result.output.splitlines()[-40:])
+        raise DemoError(f"{dag_id} ended {result.state or 'without finishing'}; its log is {log}\n{tail}")
+    return result
+
+
+def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRunResult) -> list[str]:
+    from mlflow import MlflowClient
+
+    model = config["model"]
+    client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+    versions = client.search_model_versions(f"name='{model['dev_model_name']}'")
+    candidate = max(versions, key=lambda v: int(v.version))
+    status = candidate.tags.get("mlops.validation_status", "not validated")
+    evaluation = client.search_runs(
+        experiment_ids=[e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`mlops.candidate` = '{model['dev_model_name']}/{candidate.version}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    metrics = evaluation[0].data.metrics if evaluation else {}
+    champion = client.get_model_version_by_alias(model["prod_model_name"], model["champion_alias"])
+    lines = [
+        f"candidate          {model['dev_model_name']} v{candidate.version} "
+        f"({candidate.tags.get('mlops.dag_run_id', '')})",
+        "                   rmse {:.2f}  r2 {:.3f}   (held-out data, staging)".format(
+            metrics.get("candidate_rmse", float("nan")), metrics.get("candidate_r2", float("nan"))
+        ),
+    ]
+    if "champion_rmse" in metrics:
+        lines.append(
+            "previous champion  rmse {:.2f}  r2 {:.3f}   (same rows)".format(
+                metrics["champion_rmse"], metrics["champion_r2"]
+            )
+        )
+    else:
+        lines.append("previous champion  none (first release: only absolute rules apply)")
+    failed = re.search(r"failed the validation gate: (.*?)(?:\x1b|$)", release.output, re.MULTILINE)
+    if status == "passed":
+        lines.append(f"gate               PASSED -> promoted to {model['prod_model_name']} v{champion.version}")
+    else:
+        reason = failed.group(1).strip() if failed else "see the release log"
+        lines.append(f"gate               BLOCKED, champion unchanged: {reason}")
+    lines.append(f"champion           {model['prod_model_name']} v{champion.version} (alias {model['champion_alias']})")
+    scored = re.search(r"Scored (\d+) rows of (\S+) with (\S+) v(\d+) into (\S+?)\.(?:\s|$)", score.output)
+    if scored:
+        lines.append(f"batch scoring      {scored.group(1)} rows of {scored.group(2)} with v{scored.group(4)}")
+        lines.append(f"predictions        {scored.group(5)}")
+    lines.append(f"MLflow UI          {mlflow_url}/#/models/{model['prod_model_name']}")
+    return lines
+
+
+def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
+    began = time.monotonic()
+    running = devstack.status(state_dir)
+    already_up = bool(running) and all(e["alive"] for e in [running["mlflow"], *running["workspaces"].values()])
+    print(f"devstack demo (state in {state_dir})")
+    stack = devstack.up(state_dir)
     try:
-        mlflow = start_mlflow_server(run_dir / "mlflow")
-        services.append(mlflow)
-        print(f"  MLflow server      {mlflow.url}")
-        token = "dapi" + secrets.token_hex(16)
-        workspace = start_workspace("dev", run_dir / "workspace-dev", token=token, mlflow_tracking_uri=mlflow.url)
-        services.append(workspace)
-        print(f"  dev workspace      {workspace.url}")
-
-        client = WorkspaceClient(host=workspace.url, token=token)
-        client.workspace.mkdirs(NOTEBOOK_DIR)
-        source = (EXAMPLE / "notebooks" / "train_diabetes.py").read_bytes()
-        client.workspace.import_(
-            f"{NOTEBOOK_DIR}/train_diabetes",
-            content=base64.b64encode(source).decode(),
-            format=ImportFormat.SOURCE,
-            language=Language.PYTHON,
-            overwrite=True,
-        )
-
-        airflow = AirflowRunner(run_dir / "airflow")
+        config = devstack.load_project_config_for(Path(stack["lake"]))
+        env = devstack.connection_env(stack, config)
+        airflow = AirflowRunner(state_dir / "airflow")
         airflow.migrate()
-        print("  running DAG        devstack_example (airflow dags test)")
-        result = airflow.dags_test(
-            "devstack_example",
-            EXAMPLE / "dags",
-            env={
-                "AIRFLOW_CONN_DATABRICKS_DEV": _connection(workspace.url, token),
-                "DEVSTACK_EXAMPLE_NOTEBOOK": f"{NOTEBOOK_DIR}/train_diabetes",
-            },
-        )
-        log_path = run_dir / "airflow-dag-run.log"
-        log_path.write_text(result.output)
-        if not result.succeeded:
-            print(f"\nThe DAG run ended {result.state or 'without finishing'}; its log: {log_path}")
-            print(result.output[-3000:])
-            return 1
-        line = next(ln for ln in result.output.splitlines() if "DEVSTACK_EXAMPLE_RESULT " in ln)
-        output = json.loads(line.split("DEVSTACK_EXAMPLE_RESULT ", 1)[1].split("\x1b", 1)[0].strip())
-        print("\nResult")
-        print(f"  trained on         {output['rows']} rows (scikit-learn diabetes)")
-        print(f"  rmse / r2          {output['rmse']:.2f} / {output['r2']:.3f}")
-        print(f"  MLflow run         {mlflow.url}/#/experiments/0/runs/{output['run_id']}")
-        print(f"  Databricks run     {output['run_page_url']}")
-        print(f"  Airflow log        {log_path}")
-        print(f"  took               {time.monotonic() - started:.0f}s; stopping the devstack")
+        log_dir = state_dir / "demo-logs" / time.strftime("%Y%m%d-%H%M%S")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        round_file = state_dir / "demo-round"
+        demo_round = int(round_file.read_text()) if round_file.exists() else 0
+        hyperparameters = CANDIDATES[demo_round % len(CANDIDATES)]
+        round_file.write_text(str(demo_round + 1))
+        print(f"\nRound {demo_round + 1}: training a candidate with {hyperparameters}")
+        _run(airflow, env, "mlops_train", log_dir, conf=hyperparameters)
+        release = _run(airflow, env, "mlops_release", log_dir, conf={"reason": f"make demo, round {demo_round + 1}"})
+        score = _run(airflow, env, "mlops_batch_score", log_dir)
+        print("\nSummary")
+        for line in _summary(stack["mlflow"]["url"], config, release, score):
+            print(f"  {line}")
+        print(f"  took               {time.monotonic() - began:.0f}s")
+        print("\nRun `make demo` again: the next round trains another candidate and the gate decides.")
         return 0
+    except DemoError as exc:
+        print(f"\ndemo failed: {exc}")
+        return 1
     finally:
-        for service in reversed(services):
-            service.stop()
-
-
-def default_state_dir() -> Path:
-    return ROOT / ".devstack"
+        if keep_running or already_up:
+            print(f"\nThe devstack keeps running; stop it with `python -m devstack down`. Env: {devstack.StackState(state_dir).env_file}")
+        else:
+            devstack.down(state_dir, quiet=True)
+            print("\nStopped the devstack.")

@@ -41,17 +41,24 @@ class ManagedProcess:
     """A child process in its own group, with its output teed to a log file."""
 
     name: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen | None
     log_path: Path
+    pid_override: int | None = None
     _lines: list[str] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.popen.pid if self.popen is not None else int(self.pid_override)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode if self.popen is not None else None
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return group_alive(self.pid)
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
@@ -70,6 +77,8 @@ class ManagedProcess:
         """Block until a line of output matches ``pattern``; fail clearly if it never does."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
+        if self.popen is None or self.popen.stdout is None:
+            return self._wait_for_line_in_log(regex, pattern, deadline, timeout)
         seen = 0
         with self._cond:
             while True:
@@ -80,7 +89,7 @@ class ManagedProcess:
                 seen = len(self._lines)
                 if not self.alive() and seen == len(self._lines):
                     raise ProcessStartError(
-                        f"{self.name} exited with code {self.popen.returncode} before printing "
+                        f"{self.name} exited with code {self.returncode} before printing "
                         f"{pattern!r}; see {self.log_path}:\n{self.tail()}"
                     )
                 remaining = deadline - time.monotonic()
@@ -91,6 +100,26 @@ class ManagedProcess:
                     )
                 self._cond.wait(min(remaining, 0.5))
 
+    def _wait_for_line_in_log(self, regex: re.Pattern, pattern: str, deadline: float, timeout: float) -> re.Match:
+        """Detached processes write straight to their log file: poll it."""
+        while True:
+            try:
+                text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            match = regex.search(text)
+            if match:
+                return match
+            if not self.alive():
+                raise ProcessStartError(
+                    f"{self.name} exited before printing {pattern!r}; see {self.log_path}:\n{self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ProcessStartError(
+                    f"{self.name} did not print {pattern!r} within {timeout:.0f}s; see {self.log_path}:\n{self.tail()}"
+                )
+            time.sleep(0.2)
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "".join(self.log_path.read_text(encoding="utf-8").splitlines(True)[-lines:])
@@ -99,11 +128,22 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the whole process group, then SIGKILL whatever is still there."""
-        stop_group(self.popen.pid, timeout)
-        try:
-            self.popen.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_group(self.pid, timeout)
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def stop_group(pgid: int, timeout: float = 15.0) -> None:
@@ -137,9 +177,22 @@ def start_process(
     log_path: Path,
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
+    detached: bool = False,
 ) -> ManagedProcess:
-    """Start ``cmd`` in a new process group, its stdout+stderr teed into ``log_path``."""
+    """Start ``cmd`` in a new process group, its stdout+stderr teed into ``log_path``.
+
+    ``detached`` processes write to the log file directly, so they outlive this process
+    (``python -m devstack up`` returns while the stack keeps running).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if detached:
+        # A fresh log: the readiness check reads it, and must not see an older run's lines.
+        with open(log_path, "w", encoding="utf-8") as log:
+            popen = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=cwd, start_new_session=True,
+            )
+        return ManagedProcess(name=name, popen=popen, log_path=log_path)
     popen = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -162,9 +215,7 @@ def wait_for_http(url: str, timeout: float, proc: ManagedProcess | None = None) 
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise ProcessStartError(
-                f"{proc.name} exited with code {proc.popen.returncode}; see {proc.log_path}:\n{proc.tail()}"
-            )
+            raise ProcessStartError(f"{proc.name} exited with code {proc.returncode}; see {proc.log_path}:\n{proc.tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status < 500:

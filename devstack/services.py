@@ -75,6 +75,7 @@ def start_mlflow_server(
     backend_store_uri: str | None = None,
     name: str = "mlflow",
     startup_timeout: float = 90.0,
+    detached: bool = False,
 ) -> Service:
     """Run a real ``mlflow server`` on 127.0.0.1 with a SQLite (default) or given backend store."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def start_mlflow_server(
         "--workers", "1",
     ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = start_process(name, cmd, log_path=data_dir / f"{name}.log", env=env, cwd=data_dir)
+    proc = start_process(name, cmd, log_path=data_dir / f"{name}.log", env=env, cwd=data_dir, detached=detached)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", startup_timeout, proc)
@@ -109,6 +110,7 @@ def start_workspace(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     startup_timeout: float = 60.0,
+    detached: bool = False,
 ) -> Service:
     """Run ``python -m devstack.workspace`` and wait for its ``ready`` line."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,8 @@ def start_workspace(
         p for p in (str(project_root), proc_env.get("PYTHONPATH", "")) if p
     )
     proc = start_process(
-        f"workspace-{name}", cmd, log_path=data_dir / "workspace.log", env=proc_env, cwd=project_root
+        f"workspace-{name}", cmd, log_path=data_dir / "workspace.log", env=proc_env, cwd=project_root,
+        detached=detached,
     )
     try:
         match = proc.wait_for_line(r"ready (http://\S+)", startup_timeout)

@@ -1,0 +1,276 @@
+"""`python -m devstack up|down|status`: the local stand-in for the cloud, as background processes.
+
+``up`` starts an MLflow server (PostgreSQL backend when one answers on 127.0.0.1:5432, SQLite
+otherwise) and one emulated workspace per environment of include/config (dev, staging, prod),
+copies the sample data into a local "lake", imports the notebooks into every workspace, and
+writes the Airflow connections to ``<state>/airflow.env``. ``down`` stops every process it
+started, children included. State (registry, runs, lake) survives a ``down``/``up`` cycle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.processes import group_alive, port_in_use, stop_group
+from devstack.services import (
+    Service,
+    create_postgres_database,
+    postgres_available,
+    start_mlflow_server,
+    start_workspace,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("dev", "staging", "prod")
+DEFAULT_PORTS = {"mlflow": 5500, "dev": 8001, "staging": 8002, "prod": 8003}
+NOTEBOOKS = ROOT / "include" / "notebooks"
+SAMPLE_DATA = ROOT / "include" / "data"
+MLFLOW_PG_DATABASE = "mlops_devstack_mlflow"
+
+
+class StackError(RuntimeError):
+    """The devstack cannot start (busy port, broken state) or is not running."""
+
+
+@dataclass
+class StackState:
+    """What ``up`` started, as written to ``<state>/stack.json``."""
+
+    state_dir: Path
+
+    @property
+    def file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "airflow.env"
+
+    @property
+    def lake(self) -> Path:
+        return self.state_dir / "lake"
+
+    def read(self) -> dict | None:
+        if not self.file.exists():
+            return None
+        return json.loads(self.file.read_text())
+
+    def write(self, data: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps(data, indent=2))
+
+
+def load_project_config() -> dict:
+    """The devstack view of include/config (the devstack overlay)."""
+    from include.config import load_config
+
+    return load_config(overlay="devstack")
+
+
+def connection_env(stack: dict, config: dict) -> dict[str, str]:
+    """AIRFLOW_CONN_* and settings that point the lifecycle DAGs at a running devstack."""
+    env: dict[str, str] = {}
+    for name in ENVIRONMENTS:
+        ws = stack["workspaces"][name]
+        conn_id = config["environments"][name]["databricks_conn_id"]
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+            {"conn_type": "databricks", "host": "127.0.0.1", "port": ws["port"], "schema": "http", "password": ws["token"]}
+        )
+    mlflow_conn = config["registry"]["mlflow_conn_id"]
+    env[f"AIRFLOW_CONN_{mlflow_conn.upper()}"] = json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": stack["mlflow"]["port"], "schema": "http"}
+    )
+    env["MLOPS_CONFIG_OVERLAY"] = "devstack"
+    env["DEVSTACK_LAKE"] = stack["lake"]
+    env["AIRFLOW_VAR_MLOPS_GIT_SHA"] = stack.get("git_sha", "unknown")
+    return env
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def seed_lake(lake: Path) -> None:
+    """Copy the sample data where the devstack overlay of include/config expects it."""
+    copies = {
+        SAMPLE_DATA / "landing" / "diabetes.csv": lake / "dev" / "landing" / "diabetes.csv",
+        SAMPLE_DATA / "holdout" / "diabetes_holdout.csv": lake / "staging" / "holdout" / "diabetes_holdout.csv",
+    }
+    for source, target in copies.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    scoring = lake / "prod" / "scoring"
+    for partition in sorted((SAMPLE_DATA / "scoring").glob("date=*")):
+        shutil.copytree(partition, scoring / partition.name, dirs_exist_ok=True)
+
+
+def import_notebooks(url: str, token: str, folder: str) -> int:
+    """Import include/notebooks (notebooks and the lifecycle package as workspace files)."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.workspace import ImportFormat
+
+    client = WorkspaceClient(host=url, token=token)
+    count = 0
+    for path in sorted(NOTEBOOKS.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(NOTEBOOKS)
+        target = f"{folder.rstrip('/')}/{relative.as_posix()}"
+        client.workspace.mkdirs(target.rsplit("/", 1)[0])
+        # AUTO: a .py with the notebook header becomes a notebook (named without .py), others files.
+        client.workspace.import_(
+            target, content=base64.b64encode(path.read_bytes()).decode(), format=ImportFormat.AUTO, overwrite=True
+        )
+        count += 1
+    return count
+
+
+def _check_ports(ports: dict[str, int]) -> None:
+    busy = [f"{port} ({what})" for what, port in ports.items() if port_in_use(port)]
+    if busy:
+        raise StackError(
+            f"Port(s) {', '.join(busy)} already in use on 127.0.0.1. Stop what listens there "
+            "(`python -m devstack status` shows whether it is an earlier devstack; `python -m devstack down` "
+            "stops it) or choose other ports with --mlflow-port / --workspace-ports."
+        )
+
+
+def status(state_dir: Path) -> dict | None:
+    """The recorded stack with, for each process, whether it is alive."""
+    stack = StackState(state_dir).read()
+    if stack is None:
+        return None
+    for entry in [stack["mlflow"], *stack["workspaces"].values()]:
+        entry["alive"] = group_alive(entry["pgid"])
+    return stack
+
+
+def up(
+    state_dir: Path,
+    *,
+    ports: dict[str, int] | None = None,
+    use_postgres: bool | None = None,
+    cluster_start_seconds: float = 0.0,
+    fault_rate: float = 0.0,
+    quiet: bool = False,
+) -> dict:
+    """Start the devstack in the background; return the stack record (see :func:`connection_env`)."""
+    say = (lambda *a: None) if quiet else print
+    state = StackState(state_dir)
+    current = status(state_dir)
+    if current and all(e["alive"] for e in [current["mlflow"], *current["workspaces"].values()]):
+        say(f"devstack already running (state in {state_dir})")
+        return current
+    if current:
+        down(state_dir, quiet=True)
+
+    ports = {**DEFAULT_PORTS, **(ports or {})}
+    _check_ports(ports)
+    config = load_project_config_for(state.lake)
+    started: list[Service] = []
+    try:
+        if use_postgres is None:
+            use_postgres = postgres_available()
+        backend = create_postgres_database(MLFLOW_PG_DATABASE) if use_postgres else None
+        mlflow = start_mlflow_server(
+            state_dir / "mlflow", port=ports["mlflow"], backend_store_uri=backend, detached=True
+        )
+        started.append(mlflow)
+        say(f"  MLflow             {mlflow.url}  ({'PostgreSQL' if use_postgres else 'SQLite'} backend)")
+        tokens = _tokens(state_dir)
+        workspaces = {}
+        extra = ["--cluster-start-seconds", str(cluster_start_seconds), "--fault-rate", str(fault_rate)]
+        for name in ENVIRONMENTS:
+            ws = start_workspace(
+                name, state_dir / f"workspace-{name}", token=tokens[name], port=ports[name],
+                mlflow_tracking_uri=mlflow.url, extra_args=extra, detached=True,
+            )
+            started.append(ws)
+            workspaces[name] = ws
+            say(f"  {name + ' workspace':18} {ws.url}")
+        stack = {
+            "state_dir": str(state_dir),
+            "lake": str(state.lake),
+            "git_sha": _git_sha(),
+            "mlflow": {"url": mlflow.url, "port": mlflow.port, "pgid": mlflow.process.pid,
+                       "backend": "postgresql" if use_postgres else "sqlite"},
+            "workspaces": {
+                name: {"url": ws.url, "port": ws.port, "token": ws.token, "pgid": ws.process.pid}
+                for name, ws in workspaces.items()
+            },
+        }
+        state.write(stack)
+        seed_lake(state.lake)
+        folder = config["jobs"]["notebook_dir"]
+        imported = 0
+        for ws in workspaces.values():
+            imported = import_notebooks(ws.url, ws.token, folder)
+        say(f"  notebooks          {imported} files imported into {folder} of each workspace")
+        env = connection_env(stack, config)
+        state.env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+        say(f"  lake               {state.lake}")
+        say(f"  Airflow env        {state.env_file}  (connections {', '.join(sorted(env))})")
+        return stack
+    except BaseException:
+        for service in reversed(started):
+            service.stop()
+        state.file.unlink(missing_ok=True)
+        raise
+
+
+def load_project_config_for(lake: Path) -> dict:
+    """The devstack config with its ${DEVSTACK_LAKE} pointing at ``lake``."""
+    os.environ["DEVSTACK_LAKE"] = str(lake)
+    return load_project_config()
+
+
+def _tokens(state_dir: Path) -> dict[str, str]:
+    """One bearer token per workspace, kept across restarts of the stack."""
+    path = state_dir / "tokens.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    tokens = {name: "dapi" + secrets.token_hex(16) for name in ENVIRONMENTS}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tokens))
+    path.chmod(0o600)
+    return tokens
+
+
+def down(state_dir: Path, *, quiet: bool = False) -> bool:
+    """Stop every process ``up`` started (whole process groups). False if nothing was recorded."""
+    state = StackState(state_dir)
+    stack = state.read()
+    if stack is None:
+        if not quiet:
+            print(f"devstack is not running (no {state.file})")
+        return False
+    for name, entry in [*stack["workspaces"].items(), ("mlflow", stack["mlflow"])]:
+        stop_group(entry["pgid"])
+        if not quiet:
+            print(f"  stopped {name} (process group {entry['pgid']})")
+    state.file.unlink(missing_ok=True)
+    return True
+
+
+def print_status(state_dir: Path) -> int:
+    stack = status(state_dir)
+    if stack is None:
+        print(f"devstack is not running (no {StackState(state_dir).file})")
+        return 1
+    rows = [("mlflow", stack["mlflow"]), *stack["workspaces"].items()]
+    for name, entry in rows:
+        print(f"  {name:8} {entry['url']:28} {'running' if entry['alive'] else 'STOPPED'}  (pgid {entry['pgid']})")
+    print(f"  env file {StackState(state_dir).env_file}")
+    return 0 if all(entry["alive"] for _, entry in rows) else 1
+
