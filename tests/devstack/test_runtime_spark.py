@@ -6,6 +6,7 @@ a git checkout (source GIT): no workspace server is needed.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -119,5 +120,5 @@ def test_spark_reads_and_writes_dbfs_and_volumes_paths_under_the_data_dir(driver
     result = run(driver, git_task("paths", "spark_paths"))
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
-    assert result["notebook_result"] == "3"
+    assert json.loads(result["notebook_result"]) == {"count": 3, "sql": 3, "listed": ["rows"]}
     assert list((data_dir / "dbfs/curated/rows").glob("part-*.parquet"))

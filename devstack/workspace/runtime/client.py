@@ -62,8 +62,9 @@ class DriverProcess:
         spark_conf: dict[str, str] | None = None,
     ):
         self.cluster_id = cluster_id
-        self.cluster_dir = Path(cluster_dir)
-        self.data_dir = Path(data_dir)
+        # Absolute: the driver runs with cluster_dir as its working directory.
+        self.cluster_dir = Path(cluster_dir).resolve()
+        self.data_dir = Path(data_dir).resolve()
         self.workspace_url = workspace_url.rstrip("/")
         self.token = token
         self.env = dict(env or {})

@@ -83,6 +83,7 @@ def main(argv: list[str]) -> None:
     spark = SparkManager(
         config.cluster_id,
         config.cluster_dir,
+        config.data_dir,
         spark_conf,
         lambda: events.send({"type": "spark", "started": True}),
     )

@@ -19,10 +19,16 @@ from devstack.workspace.runtime.execution import current
 
 class SparkManager:
     def __init__(
-        self, cluster_id: str, cluster_dir: Path, spark_conf: dict[str, str], on_started: Callable[[], None]
+        self,
+        cluster_id: str,
+        cluster_dir: Path,
+        data_dir: Path,
+        spark_conf: dict[str, str],
+        on_started: Callable[[], None],
     ):
         self.cluster_id = cluster_id
         self.cluster_dir = Path(cluster_dir)
+        self.data_dir = Path(data_dir).resolve()
         self._lock = threading.Lock()
         self._session: Any = None
         self._on_started = on_started
@@ -46,6 +52,11 @@ class SparkManager:
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.sql.warehouse.dir": str(self.cluster_dir / "spark-warehouse"),
+            # dbfs:/x is <data_dir>/dbfs/x for everything Hadoop-based (readers, writers, SQL,
+            # the FileSystem API): a ViewFs mount table overloads the dbfs scheme.
+            "spark.hadoop.fs.dbfs.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
+            "spark.hadoop.fs.viewfs.mounttable.default.linkFallback": (self.data_dir / "dbfs").as_uri(),
+            "spark.hadoop.fs.viewfs.overload.scheme.target.file.impl": "org.apache.hadoop.fs.LocalFileSystem",
             "spark.local.dir": str(tmp),
             # C1-only JIT and the serial GC halve the JVM's start on a small machine; the
             # emulator runs small data, where peak throughput does not matter.
@@ -88,6 +99,7 @@ class SparkManager:
             with self._lock:
                 if self._session is None:
                     (self.cluster_dir / "spark-tmp").mkdir(parents=True, exist_ok=True)
+                    (self.data_dir / "dbfs").mkdir(parents=True, exist_ok=True)
                     from pyspark.sql import SparkSession
 
                     builder = SparkSession.builder
