@@ -1127,10 +1127,11 @@ def normalize_tasks(settings: dict) -> list[dict]:
         if task.get("source") is not None and body.get("source") not in (None, "WORKSPACE", "GIT"):
             raise invalid(f"Invalid value for field {where}.{kinds[0]}.source: expected WORKSPACE or GIT")
         clusters = [k for k in ("new_cluster", "existing_cluster_id", "job_cluster_key") if task.get(k)]
-        if len(clusters) != 1:
+        serverless = not clusters and (task.get("environment_key") or settings.get("environments"))
+        if len(clusters) != 1 and not serverless:  # serverless tasks get a fresh driver of their own
             raise invalid(
                 f"Invalid value for field {where}: give exactly one of new_cluster, existing_cluster_id or "
-                f"job_cluster_key (got {clusters or 'none'})."
+                f"job_cluster_key (got {clusters or 'none'}), or an environment_key for serverless compute."
             )
         if task.get("job_cluster_key") and task["job_cluster_key"] not in cluster_keys:
             raise invalid(

@@ -225,3 +225,32 @@ def test_run_page_shows_output_and_error(api):
     assert "ok page" in page.text
     assert "the input table has no rows" in page.text
     assert "bad" in page.text and "good" in page.text
+
+
+def test_git_source_notebook_runs_from_the_branch(api, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "notebooks" / "hello.py").write_text(
+        '# Databricks notebook source\ndbutils.widgets.text("who", "")\ndbutils.notebook.exit("from git " + dbutils.widgets.get("who"))\n'
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "nb"], cwd=repo, check=True)
+    task = {"task_key": "hello", "new_cluster": SMALL_CLUSTER,
+            "notebook_task": {"notebook_path": "notebooks/hello", "source": "GIT", "base_parameters": {"who": "me"}}}
+    run = api.wait(api.submit(
+        run_name="git", git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "main"}, tasks=[task]
+    ))
+    assert run["state"]["result_state"] == "SUCCESS", run["state"]
+    output = api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": run["tasks"][0]["run_id"]})
+    assert output["notebook_output"]["result"] == "from git me"
+
+    bad = api.wait(api.submit(
+        run_name="git-bad-branch", tasks=[task],
+        git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "no-such-branch"},
+    ))
+    assert bad["state"]["result_state"] == "FAILED"
+    assert "no-such-branch" in bad["state"]["state_message"]
