@@ -81,14 +81,14 @@ def test_spark_starts_lazily_runs_sql_cells_and_is_shared(driver):
     assert before["result_state"] == "SUCCESS"
     assert before["spark_started"] is False and driver.spark_started is False
 
-    result = run(driver, git_task("sql", "spark_sql"))
+    result = run(driver, git_task("sql", "spark_sql", base_parameters={"min_n": "5"}))
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
     assert result["notebook_result"] == "45"
     assert result["spark_started"] is True and driver.spark_started is True
     # display(df) and the %sql cell print readable tables into the run's output.
     assert "|n  |" in result["logs"]
-    assert "|total|total_sum|" in result["logs"] and "|10   |45       |" in result["logs"]
+    assert "|total|total_sum|" in result["logs"] and "|5    |35       |" in result["logs"]  # ${min_n} = 5
 
     # A second execution reuses the running session (and our spark_conf reached it).
     again = run(

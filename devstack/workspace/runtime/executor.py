@@ -7,6 +7,7 @@ import builtins
 import linecache
 import os
 import posixpath
+import re
 import sys
 import threading
 import traceback
@@ -229,7 +230,7 @@ class NotebookRun:
         ref = notebook.ref
         for cell in notebook.cells:
             self.execution.check_canceled()
-            self.runtime.spark.tag_thread()  # user code may have started Spark in the last cell
+            self._bind_spark()
             where = f"{ref.path}, cell {cell.index}"
             if cell.kind == "python":
                 self._exec_python(cell.text, f"<notebook {where}>")
@@ -250,6 +251,18 @@ class NotebookRun:
                 )
             else:
                 raise TaskError(f"Cell {cell.index} of notebook {ref.path}: unknown magic %{cell.kind}")
+
+    def _bind_spark(self) -> None:
+        """Once Spark runs, cells get the real session (not the lazy proxy) as ``spark`` and ``sc``."""
+        spark = self.runtime.spark
+        if not spark.started:
+            return
+        spark.tag_thread()  # user code may have started Spark itself in the last cell
+        if self.namespace.get("spark") is self.runtime.spark_proxy:
+            session = spark.session()
+            self.namespace["spark"] = session
+            if self.namespace.get("sc") is self.runtime.sc_proxy:
+                self.namespace["sc"] = session.sparkContext
 
     def _exec_python(self, text: str, filename: str) -> None:
         _cache_source(self.execution, filename, text)
@@ -274,6 +287,8 @@ class NotebookRun:
         self._run_cells(nb.load(child, self.runtime.client), [*stack, child.path])
 
     def _exec_sql(self, text: str) -> None:
+        # ${name} is replaced by the widget's value, as in Databricks SQL cells.
+        text = re.sub(r"\$\{(\w+)\}", lambda m: self.widgets.get(m.group(1)), text)
         statements = [s.strip() for s in text.split(";") if s.strip()]
         result = None
         spark = self.runtime.spark.session()

@@ -142,6 +142,10 @@ class LazyProxy:
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._factory(), attr)
 
+    @property
+    def __class__(self):  # noqa: D105 - isinstance(spark, SparkSession) must hold
+        return type(self._factory())
+
     def __setattr__(self, attr: str, value: Any) -> None:
         setattr(self._factory(), attr, value)
 

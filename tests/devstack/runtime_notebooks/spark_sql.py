@@ -1,5 +1,6 @@
 # Databricks notebook source
 # ruff: noqa: F821
+dbutils.widgets.text("min_n", "0")
 df = spark.range(10).withColumnRenamed("id", "n")
 df.createOrReplaceTempView("numbers")
 display(df.limit(3))
@@ -7,7 +8,7 @@ display(df.limit(3))
 # COMMAND ----------
 
 # MAGIC %sql
-# MAGIC SELECT count(*) AS total, sum(n) AS total_sum FROM numbers
+# MAGIC SELECT count(*) AS total, sum(n) AS total_sum FROM numbers WHERE n >= ${min_n}
 
 # COMMAND ----------
 
