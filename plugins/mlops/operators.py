@@ -392,10 +392,14 @@ class ModelValidationGateOperator(_RegistryOperator):
     :param candidate_metrics: the candidate's metrics (else read from MLflow).
     :param champion_metrics: the champion's metrics (else read from MLflow).
     :param on_fail: ``fail`` (task fails) or ``skip`` (task and downstream skipped).
+    :param champion_model_name: model holding the champion when it is not ``model_name``
+        (e.g. candidate in ``dev.ml.diabetes``, champion in ``prod.ml.diabetes``).
+    :param champion_mlflow_conn_id: connection of the champion's registry when it is another one.
     """
 
     template_fields: Sequence[str] = (
         "model_name", "candidate_version", "rules", "champion_alias", "candidate_metrics", "champion_metrics",
+        "champion_model_name",
     )
 
     def __init__(
@@ -408,6 +412,8 @@ class ModelValidationGateOperator(_RegistryOperator):
         candidate_metrics: dict[str, float] | str | None = None,
         champion_metrics: dict[str, float] | str | None = None,
         on_fail: str = "fail",
+        champion_model_name: str | None = None,
+        champion_mlflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -418,6 +424,8 @@ class ModelValidationGateOperator(_RegistryOperator):
         self.candidate_metrics = candidate_metrics
         self.champion_metrics = champion_metrics
         self.on_fail = on_fail
+        self.champion_model_name = champion_model_name
+        self.champion_mlflow_conn_id = champion_mlflow_conn_id
         name = type(self).__name__
         _required(model_name, "model_name", name)
         _required(candidate_version, "candidate_version", name)
@@ -429,15 +437,33 @@ class ModelValidationGateOperator(_RegistryOperator):
             except GateRuleError as exc:
                 raise ValueError(f"{name} {kwargs.get('task_id', '')!r}: invalid rules: {exc}") from None
 
-    def _mlflow_metrics(self, version: str) -> dict[str, float]:
-        mv = self.hook.get_model_version(self.model_name, version)
+    @cached_property
+    def champion_hook(self) -> MlflowRegistryHook:
+        if self.champion_mlflow_conn_id:
+            return MlflowRegistryHook(self.champion_mlflow_conn_id)
+        return self.hook
+
+    @staticmethod
+    def _mlflow_metrics(hook: MlflowRegistryHook, model_name: str, version: str) -> dict[str, float]:
+        """Metrics of the version's source run, overlaid by its evaluation run's (if tagged)."""
+        mv = hook.get_model_version(model_name, version)
         metrics: dict[str, float] = {}
         if mv.run_id:
-            metrics.update(self.hook.get_run(mv.run_id).data.metrics)
+            metrics.update(hook.get_run(mv.run_id).data.metrics)
         evaluation_run = (mv.tags or {}).get(EVALUATION_RUN_TAG)
         if evaluation_run:
-            metrics.update(self.hook.get_run(evaluation_run).data.metrics)
+            metrics.update(hook.get_run(evaluation_run).data.metrics)
         return metrics
+
+    def _champion_version(self, champion_name: str) -> str | None:
+        """The champion's version; None when the champion model or its alias does not exist yet."""
+        if self.champion_model_name and self.champion_model_name != self.model_name:
+            try:
+                return alias_holder(self.champion_hook, champion_name, self.champion_alias)
+            except ModelRegistryNotFoundError:
+                self.log.info("Champion model %s does not exist yet.", champion_name)
+                return None
+        return alias_holder(self.champion_hook, champion_name, self.champion_alias)
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -449,21 +475,22 @@ class ModelValidationGateOperator(_RegistryOperator):
         version = _version_str(self.candidate_version, "candidate_version")
         self.hook.get_model_version(self.model_name, version)
         if candidate is None:
-            candidate = self._mlflow_metrics(version)
-        champion_version = alias_holder(self.hook, self.model_name, self.champion_alias)
+            candidate = self._mlflow_metrics(self.hook, self.model_name, version)
+        champion_name = self.champion_model_name or self.model_name
+        champion_version = self._champion_version(champion_name)
         champion = champion_given
         if champion is None and champion_version is not None:
-            champion = self._mlflow_metrics(champion_version)
+            champion = self._mlflow_metrics(self.champion_hook, champion_name, champion_version)
         if champion_version is None and champion_given is None:
             self.log.info(
-                "Model %s has no alias %s yet: only absolute rules (min, max) apply.", self.model_name, self.champion_alias
+                "Model %s has no alias %s yet: only absolute rules (min, max) apply.", champion_name, self.champion_alias
             )
         checks = evaluate(rules, candidate, champion)
         passed = all(c.passed for c in checks)
         reasons = [c.reason for c in checks if not c.passed]
         self.log.info(
-            "Validation gate of %s: candidate v%s vs %s v%s\n%s\nVerdict: %s",
-            self.model_name, version, self.champion_alias, champion_version or "-",
+            "Validation gate of %s: candidate v%s vs %s %s v%s\n%s\nVerdict: %s",
+            self.model_name, version, champion_name, self.champion_alias, champion_version or "-",
             render_table(checks, rules), "PASSED" if passed else "FAILED",
         )
         result = {
@@ -471,6 +498,7 @@ class ModelValidationGateOperator(_RegistryOperator):
             "reasons": reasons,
             "model_name": self.model_name,
             "candidate_version": version,
+            "champion_model_name": champion_name,
             "champion_version": champion_version,
             "candidate_metrics": candidate,
             "champion_metrics": champion,
