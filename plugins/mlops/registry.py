@@ -146,7 +146,7 @@ def move_alias(
         "status": "pending",
         "by": actor(context),
         "at": datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="seconds"),
-        "reason": reason or "",
+        "reason": (reason or "")[:1000],  # tag values are limited (5000 chars on MLflow servers)
         **{k.removeprefix(TAG): v for k, v in lineage.items()},
         **(extra or {}),
     }

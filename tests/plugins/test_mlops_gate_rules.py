@@ -132,3 +132,29 @@ def test_importing_the_operators_does_not_import_mlflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": "plugins:.", "PATH": ""})
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_trigger_serializes_its_path_and_every_kwarg():
+    import importlib
+    import inspect
+
+    from mlops.triggers import ModelVersionTrigger
+
+    trigger = ModelVersionTrigger(model_name="prod.ml.diabetes", alias="champion", expected_version="3", poke_interval=5)
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    assert cls is ModelVersionTrigger
+    assert set(kwargs) == set(inspect.signature(ModelVersionTrigger.__init__).parameters) - {"self"}
+    assert cls(**kwargs).serialize() == (path, kwargs)
+
+
+def test_sensor_deferrable_defaults_from_airflow_config(monkeypatch):
+    import subprocess
+    import sys
+
+    code = ("from mlops.sensors import ModelVersionSensor as S; "
+            "print(S(task_id='s', model_name='m', version='1').deferrable)")
+    env = {"PYTHONPATH": "plugins:.", "PATH": "", "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "True"
