@@ -140,7 +140,7 @@ def render_run(
         "end_time": rec.end_time or 0,
         "run_page_url": run_page_url(ctx, rec),
         "format": "MULTI_TASK",
-        "trigger": "ONE_TIME" if rec.run_type != "JOB_RUN" else "ONE_TIME",
+        "trigger": "RETRY" if rec.attempt_number else "ONE_TIME",
         "has_more": False,
         **_durations(rec),
     }

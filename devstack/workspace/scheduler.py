@@ -9,6 +9,7 @@ launcher threads, which report back through :meth:`RunManager._on_done`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import itertools
@@ -111,9 +112,6 @@ class RunRec:
     def terminal(self) -> bool:
         return self.life in TERMINAL
 
-    def row(self) -> tuple[int, int | None, int, str]:
-        return self.run_id, self.parent_id, self.job_id, dumps(dataclasses.asdict(self))
-
 
 class _JobCluster:
     """The one driver that all tasks of a job run naming one job_cluster_key share."""
@@ -212,9 +210,16 @@ class RunManager:
             ids, self._dirty = self._dirty, set()
         if not ids:
             return
+        # Copy under the lock in small batches and serialize outside it, so a burst of changes
+        # (hundreds of submits) never holds up runs/get for long.
+        snapshots = []
+        pending = [i for i in ids if i]
+        for start in range(0, len(pending), 50):
+            with self.lock:
+                snapshots += [copy.deepcopy(self.runs[i].__dict__) for i in pending[start : start + 50] if i in self.runs]
         with self.lock:
-            rows = [self.runs[i].row() for i in ids if i in self.runs]
             counters = list(self._counters.items())
+        rows = [(d["run_id"], d["parent_id"], d["job_id"], dumps(d)) for d in snapshots]
         with self.store.tx() as conn:
             conn.executemany("INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows)
             conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
@@ -1124,7 +1129,7 @@ def normalize_tasks(settings: dict) -> list[dict]:
         else:
             if not isinstance(body.get("python_file"), str) or not body.get("python_file"):
                 raise invalid(f"Missing required field: {where}.spark_python_task.python_file")
-        if task.get("source") is not None and body.get("source") not in (None, "WORKSPACE", "GIT"):
+        if body.get("source") not in (None, "WORKSPACE", "GIT"):
             raise invalid(f"Invalid value for field {where}.{kinds[0]}.source: expected WORKSPACE or GIT")
         clusters = [k for k in ("new_cluster", "existing_cluster_id", "job_cluster_key") if task.get(k)]
         serverless = not clusters and (task.get("environment_key") or settings.get("environments"))
