@@ -88,6 +88,12 @@ def main(argv: list[str]) -> None:
         lambda: events.send({"type": "spark", "started": True}),
     )
     spark.prepare_environment()
+    # pyspark warns about the pandas version on every start; it is noise in every task's logs.
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     map_spark_paths(config.data_dir)
     install_hooks()
     runtime = Runtime(config, spark)
