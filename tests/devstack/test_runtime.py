@@ -669,3 +669,20 @@ def test_git_notebook_imports_modules_from_the_checkout(tmp_path, workspace):
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
     assert result["notebook_result"] == "10,20,30"
+
+
+def test_spark_python_task_from_a_workspace_file_imports_its_neighbours(driver, workspace):
+    workspace.files["/Shared/rt/jobs/score.py"] = (
+        "import sys\nfrom jobhelpers.scaling import scale\nfrom pathlib import Path\n"
+        "print('scaled', scale([int(sys.argv[1])], 2), 'from', Path(__file__).name)\n",
+        1,
+    )
+    workspace.files["/Shared/rt/jobs/jobhelpers/__init__.py"] = ("", 1)
+    workspace.files["/Shared/rt/jobs/jobhelpers/scaling.py"] = (
+        "def scale(v, f):\n    return [x * f for x in v]\n",
+        1,
+    )
+    result = run(driver, task(kind="spark_python", python_file="/Shared/rt/jobs/score.py", parameters=["21"]))
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    assert "scaled [42] from score.py" in result["logs"]

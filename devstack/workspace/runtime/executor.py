@@ -94,6 +94,7 @@ class Runtime:
             # A cancel that arrived while we were already wrapping up.
             state = "CANCELED"
         finally:
+            execution.finish()  # idempotent: no async cancel may hit the code below
             execution.leave()
             for key in execution.linecache_keys:
                 linecache.cache.pop(key, None)
@@ -170,6 +171,15 @@ class Runtime:
     def _export_workspace_file(self, spec: str) -> tuple[str, str]:
         import base64
 
+        # Mirror the file's folder: its neighbours become importable and __file__ is a real path.
+        path = _workspace_path(spec)
+        if path.startswith("/Workspace/"):
+            path = path[len("/Workspace") :]
+        local_dir = self.workspace_files.mirror(posixpath.dirname(path) or "/")
+        if local_dir is not None:
+            local = local_dir / posixpath.basename(path)
+            if local.is_file():
+                return str(local), local.read_text(encoding="utf-8")
         try:
             answer = self.client.get("/api/2.0/workspace/export", path=_workspace_path(spec), format="SOURCE")
         except WorkspaceApiError as exc:
