@@ -686,3 +686,43 @@ def test_spark_python_task_from_a_workspace_file_imports_its_neighbours(driver, 
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
     assert "scaled [42] from score.py" in result["logs"]
+
+
+def add_notebook(workspace: FakeWorkspace, name: str, code: str) -> None:
+    workspace.notebooks[f"{WORKSPACE_DIR}/{name}"] = ("# Databricks notebook source\n" + code, "py")
+
+
+def test_dropdown_default_outside_its_choices_fails_naming_the_widget(driver, workspace):
+    add_notebook(workspace, "bad_dropdown", "dbutils.widgets.dropdown('env', 'qa', ['dev', 'prod'])\n")
+    result = run(driver, task("bad_dropdown"))
+
+    assert result["result_state"] == "FAILED"
+    assert "dropdown widget 'env'" in result["error"] and "['dev', 'prod']" in result["error"]
+
+
+def test_removed_widget_is_no_longer_readable(driver, workspace):
+    add_notebook(
+        workspace,
+        "remove_widget",
+        "dbutils.widgets.text('a', '1')\ndbutils.widgets.text('b', '2')\n"
+        "dbutils.widgets.remove('a')\nprint(sorted(dbutils.widgets.getAll()))\n"
+        "dbutils.widgets.removeAll()\ndbutils.widgets.get('b')\n",
+    )
+    result = run(driver, task("remove_widget"))
+
+    assert "['b']" in result["logs"]
+    assert result["result_state"] == "FAILED"
+    assert "No input widget named b" in result["error"]
+
+
+def test_secret_in_an_error_message_is_redacted(driver, workspace):
+    add_notebook(
+        workspace,
+        "leak_secret",
+        "raise RuntimeError('login failed for ' + dbutils.secrets.get('mlflow', 'token'))\n",
+    )
+    result = run(driver, task("leak_secret"))
+
+    assert result["result_state"] == "FAILED"
+    assert result["error"] == "RuntimeError: login failed for [REDACTED]"
+    assert "t0k3n-xyz" not in result["error_trace"]
