@@ -2,6 +2,15 @@
 
 The driver talks JSON lines over a dedicated pipe pair, never over stdout/stderr: the Spark JVM
 and notebook code write there freely, and that output goes to ``cluster_dir/driver.log``.
+
+A task (control plane -> driver): ``exec_id``, ``kind`` ("notebook" | "spark_python"),
+``source`` ("WORKSPACE" | "GIT"), ``notebook_path``, ``git_root``, ``python_file``,
+``parameters``, ``base_parameters``, ``job_id``, ``run_id``, ``job_run_id``, ``task_key``, ``env``.
+
+A result (passed to ``on_done``): ``exec_id``, ``result_state`` ("SUCCESS" | "FAILED" |
+"CANCELED"), ``notebook_result`` (the dbutils.notebook.exit value, cut at 5 MB), ``truncated``,
+``error`` (one line), ``error_trace``, ``logs`` (the execution's output, secrets redacted, last
+1 MB) and ``spark_started``.
 """
 
 from __future__ import annotations
