@@ -81,8 +81,6 @@ class SparkManager:
 
     def _context(self) -> Any:
         """The live SparkContext: ours, or one user code created with getOrCreate()."""
-        if self._session is not None:
-            return self._session.sparkContext
         if "pyspark" in sys.modules:
             from pyspark import SparkContext
 
@@ -95,6 +93,8 @@ class SparkManager:
 
     def session(self) -> Any:
         """The SparkSession (started on first call), with the caller's job group set."""
+        if self._session is not None and self._context() is None:
+            self._session = None  # a notebook called spark.stop(): start a new one on demand
         if self._session is None:
             with self._lock:
                 if self._session is None:
