@@ -57,7 +57,6 @@ class SparkManager:
             "spark.hadoop.fs.dbfs.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
             "spark.hadoop.fs.viewfs.mounttable.default.linkFallback": (self.data_dir / "dbfs").as_uri(),
             "spark.hadoop.fs.viewfs.overload.scheme.target.file.impl": "org.apache.hadoop.fs.LocalFileSystem",
-            "spark.local.dir": str(tmp),
             # C1-only JIT and the serial GC halve the JVM's start on a small machine; the
             # emulator runs small data, where peak throughput does not matter.
             "spark.driver.extraJavaOptions": (
@@ -76,6 +75,8 @@ class SparkManager:
                 args += ["--conf", f"{key}={value}"]
         os.environ["PYSPARK_SUBMIT_ARGS"] = shlex.join([*args, "pyspark-shell"])
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Scratch space under the cluster dir (the env var, unlike spark.local.dir, draws no warning).
+        os.environ.setdefault("SPARK_LOCAL_DIRS", str(self.cluster_dir / "spark-tmp"))
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
