@@ -726,3 +726,13 @@ def test_secret_in_an_error_message_is_redacted(driver, workspace):
     assert result["result_state"] == "FAILED"
     assert result["error"] == "RuntimeError: login failed for [REDACTED]"
     assert "t0k3n-xyz" not in result["error_trace"]
+
+
+def test_run_magic_passes_arguments_and_fs_magic_and_pandas_display_work(driver, data_dir):
+    result = run(driver, task("run_with_args"))
+
+    assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
+    assert result["notebook_result"] == "hello data team"
+    assert (data_dir / "dbfs/magic/dir").is_dir()
+    assert "dbfs:/magic/dir/" in result["logs"]  # %fs ls output
+    assert "1  forest  51.9" in result["logs"]  # display(pandas DataFrame) prints a table
