@@ -70,6 +70,14 @@ class MlflowRegistryHook(BaseHook):
         self.mlflow_conn_id = mlflow_conn_id
         self.databricks_conn_id = databricks_conn_id
         self.registry_uri_override = registry_uri
+        self._connections: dict[str, Any] = {}
+
+    def use_connection(self, conn: Any) -> None:
+        """Use ``conn`` (fetched elsewhere, e.g. asynchronously in a trigger) instead of looking it up."""
+        self._connections[conn.conn_id] = conn
+
+    def _connection(self, conn_id: str) -> Any:
+        return self._connections.get(conn_id) or self.get_connection(conn_id)
 
     # ------------------------------------------------------------------ connection
 
@@ -77,7 +85,7 @@ class MlflowRegistryHook(BaseHook):
     def _settings(self) -> dict[str, Any]:
         """URIs and the per-call credentials (headers or env) from the Airflow connection."""
         if self.databricks_conn_id:
-            conn = self.get_connection(self.databricks_conn_id)
+            conn = self._connection(self.databricks_conn_id)
             extra = conn.extra_dejson
             token = conn.password or extra.get("token")
             if not token:
@@ -99,7 +107,7 @@ class MlflowRegistryHook(BaseHook):
                 "headers": None,
                 "env": {"DATABRICKS_HOST": host, "DATABRICKS_TOKEN": token, "DATABRICKS_AUTH_TYPE": "pat"},
             }
-        conn = self.get_connection(self.mlflow_conn_id)
+        conn = self._connection(self.mlflow_conn_id)
         if conn.conn_type not in ("http", "generic", "mlflow", None, ""):
             self.log.warning(
                 "Connection %s has conn_type %s; reading host, port, schema and password as for http.",

@@ -8,8 +8,9 @@ overwrites another promotion's entry. Each entry is a JSON object::
     {"action": "promote" | "rollback", "alias", "version", "previous_version", "status",
      "by", "at", "reason", "dag_id", "run_id", "task_id", "try_number", ...}
 
-``status`` is "pending" (written before the alias moves), "applied" (alias moved and verified)
-or "superseded" (another promotion moved the alias while this one was applying). Only "applied"
+``status`` is "pending" (written before the alias moves), "applied" (alias moved and verified),
+"failed" (the alias could not be moved) or "superseded" (another promotion moved the alias while
+this one was applying). Only "applied"
 entries count for rollback.
 """
 
@@ -151,7 +152,16 @@ def move_alias(
         **(extra or {}),
     }
     _write_entry(hook, model_name, key, entry)
-    hook.set_registered_model_alias(model_name, alias, version)
+    try:
+        hook.set_registered_model_alias(model_name, alias, version)
+    except Exception as exc:
+        entry["status"] = "failed"
+        entry["error"] = str(exc)[:500]
+        try:
+            _write_entry(hook, model_name, key, entry)
+        except Exception:
+            pass  # the alias did not move; the pending entry is ignored by readers anyway
+        raise
     entry["status"] = "applied"
     _write_entry(hook, model_name, key, entry)
 
@@ -172,6 +182,8 @@ def move_alias(
             f"entry {key} could not be read back; check the registry's tag limits and re-run."
         )
     hook.set_model_version_tag(model_name, version, f"mlops.{action}d_at.{alias}", entry["at"])
+    # Convenience for people reading the registry UI; the history entries are the record.
+    hook.set_registered_model_tag(model_name, f"mlops.previous.{alias}", current or "none")
     if log:
         log.info(
             "Moved alias %s of model %s from version %s to version %s (%s by %s).",

@@ -108,7 +108,7 @@ class ModelVersionTrigger(BaseTrigger):
         # poll runs in a worker thread and the triggerer's event loop stays free.
         conn_id = self.databricks_conn_id or self.mlflow_conn_id
         try:
-            await hook.aget_connection(conn_id)
+            hook.use_connection(await hook.aget_connection(conn_id))
         except Exception as exc:
             yield TriggerEvent({"status": "error", "message": f"connection {conn_id!r}: {exc}"})
             return

@@ -158,3 +158,20 @@ def test_sensor_deferrable_defaults_from_airflow_config(monkeypatch):
     env = {"PYTHONPATH": "plugins:.", "PATH": "", "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_dag_file_with_invalid_rules_is_an_import_error(tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / "bad_gate.py").write_text(
+        "import pendulum\n"
+        "from airflow.sdk import DAG\n"
+        "from mlops.operators import ModelValidationGateOperator\n"
+        "with DAG('bad_gate', schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False):\n"
+        "    ModelValidationGateOperator(task_id='gate', model_name='prod.ml.diabetes', candidate_version='1',\n"
+        "                                rules={'rmse': {'max_regresion': 0.02}})\n"
+    )
+    bag = DagBag(dag_folder=str(tmp_path))
+    assert "bad_gate" not in bag.dags
+    [error] = bag.import_errors.values()
+    assert "unknown comparator 'max_regresion' for metric 'rmse'" in error
