@@ -191,6 +191,7 @@ def run_benchmark(service, args) -> dict:
     rss_queued_own, rss_queued_tree = tree_rss(proc)
 
     latencies: list[float] = []
+    slow: list[tuple[float, float]] = []  # (seconds into the load, ms) of calls over 20 ms
     stop = threading.Event()
     peak = {"own": rss_queued_own, "tree": rss_queued_tree, "max_queue": stats_after_submit["queue_length"]}
 
@@ -201,7 +202,10 @@ def run_benchmark(service, args) -> dict:
             run_id = rng.choice(run_ids)
             t0 = time.perf_counter()
             local.call("GET", "2.2/jobs/runs/get", {"run_id": run_id})
-            latencies.append((time.perf_counter() - t0) * 1000)
+            elapsed = (time.perf_counter() - t0) * 1000
+            latencies.append(elapsed)
+            if elapsed > 20:
+                slow.append((round(t0 - started, 1), round(elapsed, 1)))
             time.sleep(0.01)
 
     def sample_memory() -> None:
@@ -226,6 +230,7 @@ def run_benchmark(service, args) -> dict:
     for thread in threads:
         thread.join()
 
+    server_side = client.call("GET", "2.0/devstack/stats").get("runs_get_server_ms")
     results: dict[str, int] = {}
     for run_id in run_ids:
         run = client.call("GET", "2.2/jobs/runs/get", {"run_id": run_id})
@@ -251,7 +256,10 @@ def run_benchmark(service, args) -> dict:
             "p95": round(percentile(latencies, 95), 2),
             "p99": round(percentile(latencies, 99), 2),
             "max": round(max(latencies), 2),
+            "over_20ms": len(slow),
+            "slowest": sorted(slow, key=lambda x: -x[1])[:10],
         },
+        "runs_get_server_side_ms": server_side,
         "rss_mb": {
             "workspace_idle": round(rss_idle_own / 2**20, 1),
             "workspace_with_all_queued": round(rss_queued_own / 2**20, 1),

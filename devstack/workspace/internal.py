@@ -47,7 +47,18 @@ def register(router, ctx: WorkspaceContext) -> None:
         return {"value": json.loads(row["value"])}
 
     def stats(request: Request):
-        return mgr.stats()
+        out = mgr.stats()
+        timings = ctx.services.get("http_timings")
+        if timings is not None:
+            gets = sorted(ms for path, ms in list(timings) if path.endswith("/jobs/runs/get"))
+            if gets:
+                out["runs_get_server_ms"] = {
+                    "count": len(gets),
+                    "p50": round(gets[len(gets) // 2], 2),
+                    "p99": round(gets[min(len(gets) - 1, int(len(gets) * 0.99))], 2),
+                    "max": round(gets[-1], 2),
+                }
+        return out
 
     router.add("POST", "2.0", "devstack/task-values/set", set_value)
     router.add("GET", "2.0", "devstack/task-values/get", get_value)

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import zlib
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -63,6 +64,9 @@ class WorkspaceHTTPServer(ThreadingHTTPServer):
         self.ctx = ctx
         self.router = router
         self.fault_random = random.Random()
+        # Server-side handling time of recent requests, for the stats endpoint and benchmarks.
+        self.timings: deque[tuple[str, float]] = deque(maxlen=20_000)
+        ctx.services["http_timings"] = self.timings
         super().__init__((ctx.host, ctx.port), _Handler)
 
 
@@ -112,7 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(result.status, result.body, result.content_type, result.headers)
             else:
                 self._send_json(200, {} if result is None else result)
-        log.debug("%s %s took %.1f ms", self.command, split.path, (time.monotonic() - started) * 1000)
+        took = (time.monotonic() - started) * 1000
+        self.server.timings.append((split.path, took))
+        log.debug("%s %s took %.1f ms", self.command, split.path, took)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
