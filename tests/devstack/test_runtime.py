@@ -411,7 +411,7 @@ def test_exit_value_is_capped_at_5_mb(driver, workspace):
 
 
 def test_secrets_are_readable_and_redacted_from_output(driver):
-    result = run(driver, task("secrets"))
+    result = run(driver, task("read_secrets"))
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
     assert result["notebook_result"] == "password,user"

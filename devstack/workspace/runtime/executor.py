@@ -387,8 +387,10 @@ def _workspace_path(path: str) -> str:
 
 
 def _add_sys_path(path: str) -> None:
+    # Appended, not prepended: a checkout's secrets.py or logging.py must not shadow the
+    # standard library for every execution sharing this driver.
     if path and path not in sys.path:
-        sys.path.insert(0, path)
+        sys.path.append(path)
 
 
 def _cache_source(execution: Execution, filename: str, text: str) -> None:
