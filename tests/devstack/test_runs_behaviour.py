@@ -254,3 +254,18 @@ def test_git_source_notebook_runs_from_the_branch(api, tmp_path):
     ))
     assert bad["state"]["result_state"] == "FAILED"
     assert "no-such-branch" in bad["state"]["state_message"]
+
+
+def test_cancel_on_an_all_purpose_cluster_keeps_the_cluster(api):
+    cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    task = notebook_task("sleep", NB["sleep"], {"seconds": "120"}, existing_cluster_id=cluster_id)
+    run_id = api.submit(run_name="cancel-shared", tasks=[task])
+    running = api.wait(run_id, until=lambda r: r["state"]["life_cycle_state"] == "RUNNING")
+    pid = int(running["tasks"][0]["cluster_instance"]["spark_context_id"])
+    api.ok("POST", "2.2/jobs/runs/cancel", {"run_id": run_id})
+    assert api.wait(run_id, timeout=30)["state"]["result_state"] == "CANCELED"
+    assert pid_alive(pid)
+    assert api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})["state"] == "RUNNING"
+    after = api.wait(api.submit(run_name="after-cancel", tasks=[{**task, "notebook_task": {"notebook_path": NB["empty"]}}]))
+    assert after["state"]["result_state"] == "SUCCESS"
+    assert int(after["tasks"][0]["cluster_instance"]["spark_context_id"]) == pid
