@@ -198,12 +198,17 @@ class RunManager:
             self._dirty_cond.notify()
 
     def _writer_loop(self) -> None:
-        while True:
+        while not self.stopping:
             with self._dirty_cond:
                 while not self._dirty:
                     self._dirty_cond.wait()
             time.sleep(0.05)  # coalesce bursts of changes into one transaction
-            self._flush()
+            if self.stopping:
+                return  # shutdown() writes the rest
+            try:
+                self._flush()
+            except Exception:
+                log.exception("writing runs to %s failed", self.store.path)
 
     def _flush(self) -> None:
         with self._dirty_cond:
@@ -526,11 +531,13 @@ class RunManager:
                 del self.job_clusters[(run_id, key)]
                 if cluster.driver is not None:
                     self.clusters.kill_driver_async(cluster.driver)
-        self._dequeue_job(parent.job_id)
+        self._dequeue_job(parent)
 
-    def _dequeue_job(self, job_id: int) -> None:
-        if job_id is None:
+    def _dequeue_job(self, parent: RunRec) -> None:
+        """Start the job's queued runs that its max_concurrent_runs now leaves room for."""
+        if parent.run_type != "JOB_RUN":
             return
+        job_id = parent.job_id
         job = self.ctx.services.get("jobs")
         limit = job.max_concurrent_runs(job_id) if job else 1
         active = [r for r in (self.runs[i] for i in self.parents) if r.job_id == job_id and not r.terminal]
@@ -562,7 +569,9 @@ class RunManager:
             return
         try:
             payload = self._payload(parent, task)
-        except (TaskSetupError, ApiError) as exc:
+        except Exception as exc:  # a bad source or checkout fails the task, never strands it
+            if not isinstance(exc, (TaskSetupError, ApiError)):
+                log.exception("preparing task run %s failed", run_id)
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             with self.lock:
                 self._complete(task, "TERMINATED", "FAILED", message)
@@ -707,8 +716,10 @@ class RunManager:
                 pass
             elif task.timed_out:
                 self._complete(task, "TERMINATED", "TIMEDOUT", self._timeout_message(task))
-            elif state == "CANCELED" or task.cancel_requested:
+            elif task.cancel_requested:
                 self._finish_cancelled(task)
+            elif state == "CANCELED":  # nobody asked: the cluster went away under the task
+                self._complete(task, "TERMINATED", "FAILED", result.get("error") or "The cluster was terminated.")
             elif state == "SUCCESS":
                 self._complete(task, "TERMINATED", "SUCCESS", "")
             else:
