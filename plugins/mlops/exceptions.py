@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class ModelRegistryError(AirflowException):
@@ -13,5 +13,9 @@ class ModelRegistryNotFoundError(ModelRegistryError):
     """A model, version or alias does not exist; the message lists what does."""
 
 
-class ConcurrentPromotionError(ModelRegistryError):
-    """Another promotion moved the alias while this one was applying its own move."""
+class ConcurrentPromotionError(ModelRegistryError, AirflowFailException):
+    """Another promotion moved the alias while this one was applying its own move.
+
+    Fails without retries: a retry would silently override the other promotion, which is a
+    decision for a person.
+    """

@@ -237,7 +237,7 @@ class MlflowRegistryHook(BaseHook):
                 ) from exc
             raise
 
-    def search_model_versions(self, name: str, max_results: int = 1000) -> list[ModelVersion]:
+    def search_model_versions(self, name: str, max_results: int = 200) -> list[ModelVersion]:
         """Every version of ``name`` (all pages)."""
         found: list[ModelVersion] = []
         token = None

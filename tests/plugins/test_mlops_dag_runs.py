@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mlops.operators import RegisterModelVersionOperator
+from mlops_testlib import RecordingProxy
 
 DAGS = Path(__file__).parent / "dags"
 
@@ -65,17 +66,27 @@ def test_deferrable_sensor_waits_in_the_trigger_until_the_alias_moves(airflow, s
         ).execute(context("register"))
     client.set_registered_model_alias(model_name, "champion", "1")
 
+    proxy = RecordingProxy(registry.url)
+
     def promote_later():
-        # Another actor moves the alias while the sensor is deferred.
-        time.sleep(25)
+        # Another actor moves the alias once the sensor has looked at it (first poke) and deferred.
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any("/alias" in path for _, path, _ in proxy.requests):
+            time.sleep(0.5)
+        time.sleep(5)
         client.set_registered_model_alias(model_name, "champion", "2")
 
     mover = threading.Thread(target=promote_later)
     mover.start()
+    conn = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": proxy.port, "schema": "http"})
     try:
-        result = run(airflow, "mlops_plugin_wait_alias", registry, {"model_name": model_name, "expected_version": "2"})
+        result = airflow.dags_test(
+            "mlops_plugin_wait_alias", DAGS, conf={"model_name": model_name, "expected_version": "2"},
+            env={"AIRFLOW_CONN_MLFLOW_DEFAULT": conn}, timeout=300,
+        )
     finally:
         mover.join()
+        proxy.stop()
     assert result.succeeded, result.output[-4000:]
     assert "points at version 1, waiting for 2" in result.output  # polled by the trigger
     assert "deferred" in result.output.lower()
