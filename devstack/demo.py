@@ -19,7 +19,7 @@ from devstack.airflow_runner import ROOT, AirflowRunner, DagRunResult
 CANDIDATES = (
     {"model_type": "ridge", "alpha": 1.0},
     {"model_type": "gradient_boosting", "max_depth": 2, "n_estimators": 150},
-    {"model_type": "ridge", "alpha": 200.0},
+    {"model_type": "ridge", "alpha": 5000.0},
     {"model_type": "random_forest", "max_depth": 6, "n_estimators": 200},
 )
 

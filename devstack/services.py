@@ -32,7 +32,10 @@ def postgres_available(dsn: str = POSTGRES_DSN) -> bool:
 
 
 def create_postgres_database(name: str, dsn: str = POSTGRES_DSN, *, drop_existing: bool = False) -> str:
-    """Create database ``name`` on the server of ``dsn``; return a DSN pointing at it."""
+    """Create database ``name`` on the server of ``dsn``; return a SQLAlchemy URL for it.
+
+    The URL names the psycopg2 driver: SQLAlchemy 2.1 would otherwise pick psycopg 3.
+    """
     import psycopg2
 
     conn = psycopg2.connect(dsn, connect_timeout=5)
@@ -46,7 +49,7 @@ def create_postgres_database(name: str, dsn: str = POSTGRES_DSN, *, drop_existin
                 cur.execute(f'CREATE DATABASE "{name}"')
     finally:
         conn.close()
-    base = dsn.rsplit("/", 1)[0]
+    base = dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
     return f"{base}/{name}"
 
 

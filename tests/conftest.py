@@ -136,8 +136,7 @@ def airflow(tmp_path_factory) -> AirflowRunner:
     db_name = None
     if postgres_available():
         db_name = f"mlops_test_airflow_{uuid.uuid4().hex[:8]}"
-        dsn = create_postgres_database(db_name)
-        conn = dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+        conn = create_postgres_database(db_name)
     else:
         conn = f"sqlite:///{home / 'airflow.db'}"
     runner = RecordingAirflowRunner(home, conn)

@@ -30,7 +30,9 @@ def test_scoring_job_reads_paths_and_features_from_config():
 
 def test_git_url_pins_the_notebooks_to_a_ref():
     config = load_config(overlay="")
-    config["jobs"].update(git_url="https://dev.azure.com/org/mlops/_git/mlops", git_ref="v1.4.0", git_ref_type="tag")
+    config["jobs"].update(
+        git_url="https://dev.azure.com/org/mlops/_git/mlops", git_ref="v1.4.0", git_ref_type="tag"
+    )
     _, settings = render_job("validate_model", config)
     assert settings["git_source"] == {
         "git_url": "https://dev.azure.com/org/mlops/_git/mlops",
@@ -44,7 +46,9 @@ def test_git_url_pins_the_notebooks_to_a_ref():
 def test_unknown_placeholder_is_named(tmp_path, monkeypatch):
     import include.jobs as jobs
 
-    (tmp_path / "broken.json").write_text('{"name": "x", "environment": "prod", "tags": {"a": "${model.nope}"}}')
+    (tmp_path / "broken.json").write_text(
+        '{"name": "x", "environment": "prod", "tags": {"a": "${model.nope}"}}'
+    )
     monkeypatch.setattr(jobs, "JOBS_DIR", tmp_path)
     with pytest.raises(JobDefinitionError, match=r"\$\{model.nope\}"):
         render_job("broken", load_config(overlay=""))

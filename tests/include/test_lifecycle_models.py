@@ -58,8 +58,13 @@ def test_validation_compares_with_the_champion_found_by_alias(registered):
     from mlflow import MlflowClient
 
     kwargs = dict(
-        features=FEATURES, target="target", candidate_model_name=registered, candidate_version="2",
-        champion_model_name=registered, champion_alias="champion", experiment="/lifecycle-tests",
+        features=FEATURES,
+        target="target",
+        candidate_model_name=registered,
+        candidate_version="2",
+        champion_model_name=registered,
+        champion_alias="champion",
+        experiment="/lifecycle-tests",
     )
     first = validate_candidate(HOLDOUT, **kwargs)
     assert first["champion_version"] is None and first["champion_metrics"] is None
@@ -72,9 +77,34 @@ def test_validation_compares_with_the_champion_found_by_alias(registered):
     assert logged["candidate_rmse"] == second["candidate_metrics"]["rmse"]
 
 
+def test_tree_models_are_logged_and_load_back(mlflow_server):
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"test.ml.trees_{uuid.uuid4().hex[:6]}"
+    for hyperparameters in (
+        {"model_type": "random_forest", "n_estimators": 5},
+        {"model_type": "gradient_boosting", "n_estimators": 5},
+    ):
+        result = train_and_register(
+            TRAIN,
+            features=FEATURES,
+            target="target",
+            hyperparameters=hyperparameters,
+            model_name=name,
+            experiment="/lifecycle-tests",
+        )
+        loaded = mlflow.pyfunc.load_model(result["model_uri"])
+        assert loaded.predict(HOLDOUT[FEATURES].head(3)).shape == (3,)
+
+
 def test_candidate_and_champion_are_scored_on_the_same_rows(registered):
     result = compare_on_holdout(
-        HOLDOUT, FEATURES, "target", candidate_uri=f"models:/{registered}/2", champion_uri=f"models:/{registered}/1"
+        HOLDOUT,
+        FEATURES,
+        "target",
+        candidate_uri=f"models:/{registered}/2",
+        champion_uri=f"models:/{registered}/1",
     )
     assert result["candidate"]["holdout_rows"] == result["champion"]["holdout_rows"] == len(HOLDOUT)
     assert result["candidate"]["rmse"] > result["champion"]["rmse"]  # v2 is the worse model
@@ -89,7 +119,13 @@ def test_first_release_has_no_champion(registered):
 
 def test_scoring_a_partition_twice_overwrites_it_and_keeps_other_dates(spark, registered, tmp_path):
     output = str(tmp_path / "predictions")
-    kwargs = dict(model_name=registered, input_path=SCORING, output_path=output, features=FEATURES, id_column="patient_id")
+    kwargs = dict(
+        model_name=registered,
+        input_path=SCORING,
+        output_path=output,
+        features=FEATURES,
+        id_column="patient_id",
+    )
 
     first = score_partition(spark, model_version="1", date="2026-11-20", **kwargs)
     latest = score_partition(spark, model_version="1", date="latest", **kwargs)
@@ -108,8 +144,14 @@ def test_missing_input_partition_is_named_and_writes_nothing(spark, registered, 
     output = tmp_path / "predictions"
     with pytest.raises(ScoringError, match=r"No scoring input for 1999-01-01: .*date=1999-01-01"):
         score_partition(
-            spark, model_name=registered, model_version="1", input_path=SCORING, output_path=str(output),
-            date="1999-01-01", features=FEATURES, id_column="patient_id",
+            spark,
+            model_name=registered,
+            model_version="1",
+            input_path=SCORING,
+            output_path=str(output),
+            date="1999-01-01",
+            features=FEATURES,
+            id_column="patient_id",
         )
     assert not output.exists()
     shutil.rmtree(output, ignore_errors=True)

@@ -12,7 +12,9 @@ TRAIN = pd.read_csv("include/data/landing/diabetes.csv")
 
 @pytest.mark.parametrize("model_type", ["ridge", "random_forest", "gradient_boosting"])
 def test_every_model_type_learns_something(model_type):
-    model, metrics = fit_and_evaluate(TRAIN, FEATURES, "target", {"model_type": model_type, "n_estimators": 30})
+    model, metrics = fit_and_evaluate(
+        TRAIN, FEATURES, "target", {"model_type": model_type, "n_estimators": 30}
+    )
     assert set(metrics) >= {"rmse", "mae", "r2"}
     assert metrics["r2"] > 0.2, metrics  # the mean predictor scores 0
     assert model.predict(TRAIN[FEATURES].head(2)).shape == (2,)

@@ -23,7 +23,7 @@ def latest_partition(spark: SparkSession, input_path: str) -> str:
         raise ScoringError(f"Scoring input folder {input_path} does not exist.")
     prefix = f"{PARTITION_COLUMN}="
     dates = sorted(
-        status.getPath().getName()[len(prefix):]
+        status.getPath().getName()[len(prefix) :]
         for status in fs.listStatus(root)
         if status.isDirectory() and status.getPath().getName().startswith(prefix)
     )

@@ -61,6 +61,18 @@ def fit_and_evaluate(frame, features: list[str], target: str, hyperparameters: d
     return model, metrics
 
 
+def sklearn_types_of(model) -> list[str]:
+    """The scikit-learn types inside ``model`` that skops does not trust by default.
+
+    MLflow stores scikit-learn models with skops, which refuses to load types it does not
+    know (tree structures, loss objects). These are the types of the pipeline we just built,
+    so they are declared trusted when the model is logged, and only those.
+    """
+    from skops.io import dumps, get_untrusted_types
+
+    return [t for t in get_untrusted_types(data=dumps(model)) if t.startswith(("sklearn.", "numpy."))]
+
+
 def train_and_register(
     frame,
     *,
@@ -83,7 +95,9 @@ def train_and_register(
     run_name = f"{hyperparameters.get('model_type', 'ridge')} " + " ".join(
         f"{k}={v}" for k, v in sorted(hyperparameters.items()) if k != "model_type"
     )
-    with mlflow.start_run(run_name=run_name.strip(), tags={str(k): str(v) for k, v in (tags or {}).items()}) as run:
+    with mlflow.start_run(
+        run_name=run_name.strip(), tags={str(k): str(v) for k, v in (tags or {}).items()}
+    ) as run:
         mlflow.log_params(hyperparameters)
         mlflow.log_metrics(metrics)
         example = frame[features].head(5)
@@ -94,6 +108,7 @@ def train_and_register(
             signature=signature,
             input_example=example,
             registered_model_name=model_name,
+            skops_trusted_types=sklearn_types_of(model),
         )
     version = str(info.registered_model_version)
     # Lineage on the version itself, so the registry alone tells where a model came from.
