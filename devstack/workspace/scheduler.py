@@ -883,6 +883,7 @@ class RunManager:
                 raise invalid(f"latest_repair_id {latest} is not the latest repair of run {run_id} (that is {last}).")
             if last is not None and latest is None:
                 raise invalid(f"Run {run_id} was repaired before: pass latest_repair_id={last}.")
+            self._refresh_job_settings(parent)
             keys = set(body.get("rerun_tasks") or [])
             unknown = keys - set(parent.task_order)
             if unknown:
@@ -916,6 +917,25 @@ class RunManager:
             self._advance(parent)
             self._pump()
             return repair_id
+
+    def _refresh_job_settings(self, parent: RunRec) -> None:
+        """A repair of a job run uses the job's current task and cluster settings, as Databricks does
+        (the provider updates the job before repairing to change, say, the cluster size)."""
+        jobs = self.ctx.services.get("jobs")
+        if parent.run_type != "JOB_RUN" or jobs is None:
+            return
+        try:
+            current = jobs.require(parent.job_id)["settings"]
+        except ApiError:
+            return  # the job was deleted: repair what the run had
+        if not current.get("tasks"):
+            return
+        tasks = {t["task_key"]: t for t in normalize_tasks(current)}
+        parent.spec = {
+            **parent.spec,
+            "tasks": [tasks.get(t["task_key"], t) for t in parent.spec["tasks"]],
+            "job_clusters": current.get("job_clusters") or parent.spec.get("job_clusters") or [],
+        }
 
     # ------------------------------------------------------------------ reading
 
