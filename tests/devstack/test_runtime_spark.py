@@ -99,6 +99,18 @@ def test_spark_starts_lazily_runs_sql_cells_and_is_shared(driver):
     assert again["notebook_result"] == "UTC local[2] false"
 
 
+def test_failing_sql_cell_is_named_in_the_error(driver, tmp_path):
+    (tmp_path / "bad_sql.py").write_text(
+        "# Databricks notebook source\n# MAGIC %sql\n# MAGIC SELECT * FROM no_such_table\n"
+    )
+    result = run(driver, git_task("bad-sql", "bad_sql", git_root=str(tmp_path)))
+
+    assert result["result_state"] == "FAILED"
+    assert result["error"].startswith("AnalysisException: ")
+    assert "no_such_table" in result["error"]
+    assert result["error"].endswith("(in %sql cell 1 of notebook bad_sql)")
+
+
 def test_cancel_stops_a_running_spark_job_and_spark_stays_usable(driver):
     done, results = start(driver, git_task("long", "spark_long_job"))
     deadline = time.monotonic() + 60

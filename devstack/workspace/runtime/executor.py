@@ -40,6 +40,10 @@ class TaskError(RuntimeError):
     """A task that cannot run as specified (bad kind, missing file, unsupported cell)."""
 
 
+class CellError(RuntimeError):
+    """A non-Python cell failed; the message already reads "<Error>: <what> (in <cell>)"."""
+
+
 class NotebookRunError(RuntimeError):
     """``dbutils.notebook.run`` of a child notebook failed or timed out."""
 
@@ -251,7 +255,12 @@ class NotebookRun:
             elif cell.kind == "run":
                 self._inline(ref, cell.text, stack, where)
             elif cell.kind == "sql":
-                self._exec_sql(cell.text)
+                try:
+                    self._exec_sql(cell.text)
+                except Exception as exc:
+                    # SQL has no Python frames: say which cell failed.
+                    where_sql = f"%sql cell {cell.index} of notebook {ref.path}"
+                    raise CellError(f"{_one_line(exc)} (in {where_sql})") from exc
             elif cell.kind == "fs":
                 self._exec_fs(cell.text, where)
             elif cell.kind in ("scala", "r"):
@@ -400,6 +409,8 @@ def _cache_source(execution: Execution, filename: str, text: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, CellError):
+        return str(exc)
     message = str(exc).strip()
     first = message.splitlines()[0] if message else ""
     if len(first) > 1000:
