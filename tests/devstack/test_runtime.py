@@ -736,3 +736,19 @@ def test_run_magic_passes_arguments_and_fs_magic_and_pandas_display_work(driver,
     assert (data_dir / "dbfs/magic/dir").is_dir()
     assert "dbfs:/magic/dir/" in result["logs"]  # %fs ls output
     assert "1  forest  51.9" in result["logs"]  # display(pandas DataFrame) prints a table
+
+
+def test_combobox_and_multiselect_widgets(driver, workspace):
+    add_notebook(
+        workspace,
+        "more_widgets",
+        "import json\n"
+        "dbutils.widgets.combobox('metric', 'rmse', ['rmse', 'mae'])\n"
+        "dbutils.widgets.multiselect('envs', 'dev,staging', ['dev', 'staging', 'prod'])\n"
+        "dbutils.notebook.exit(json.dumps([dbutils.widgets.get('metric'), dbutils.widgets.get('envs').split(',')]))\n",
+    )
+    defaults = run(driver, task("more_widgets"))
+    passed = run(driver, task("more_widgets", base_parameters={"metric": "r2", "envs": "prod"}))
+
+    assert json.loads(defaults["notebook_result"]) == ["rmse", ["dev", "staging"]]
+    assert json.loads(passed["notebook_result"]) == ["r2", ["prod"]]
