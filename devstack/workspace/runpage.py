@@ -56,7 +56,9 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
         shown = attempts if rec.parent_id is None else [rec]
         outputs = {t.run_id: render_output(ctx, mgr, t) for t in shown}
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Run {run_id}</title><style>{_CSS}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "" if rec.terminal else "<meta http-equiv='refresh' content='3'>",  # follow a live run
+        f"<title>Run {run_id}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(parent.run_name)} &mdash; run {run_id}</h1>",
         f"<p>Workspace <b>{escape(ctx.name)}</b> &middot; job {parent.job_id} &middot; {escape(parent.run_type)}</p>",
     ]

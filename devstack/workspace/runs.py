@@ -269,12 +269,23 @@ def register(router, ctx: WorkspaceContext) -> None:
         run_id = request.require("run_id", int)
         include_history = request.get("include_history", bool, False)
         include_resolved = request.get("include_resolved_values", bool, False)
-        request.get("page_token", str)
+        token = request.get("page_token", str) or ""
+        if token and not token.isdigit():
+            raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
+        offset = int(token or 0)
         with mgr.lock:
             rec = mgr.get(run_id)
-            return render_run(
-                ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved
-            )
+            out = render_run(ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved)
+        # Like 2.2: at most 100 entries of each array per page, the other fields repeated on every page.
+        more = False
+        for name in ("tasks", "job_clusters"):
+            entries = out.get(name)
+            if isinstance(entries, list):
+                out[name] = entries[offset : offset + PAGE_LIMIT]
+                more = more or len(entries) > offset + PAGE_LIMIT
+        if more:
+            out["next_page_token"] = str(offset + PAGE_LIMIT)
+        return out
 
     def get_output(request: Request):
         run_id = request.require("run_id", int)

@@ -73,3 +73,17 @@ def test_cluster_state_start_and_terminate(hook):
     assert hook.get_cluster_state(cluster_id).state == "TERMINATED"
     hook.start_cluster({"cluster_id": cluster_id})
     assert hook.get_cluster_state(cluster_id).state in ("PENDING", "RUNNING")
+
+
+def test_runs_get_pages_tasks_beyond_100_and_the_hook_merges_them(hook, workspace):
+    api = Api(workspace.url, workspace.token)
+    tasks = [notebook_task("root", f"{FOLDER}/fail")]
+    tasks += [notebook_task(f"leaf{i}", f"{FOLDER}/empty", depends_on=[{"task_key": "root"}]) for i in range(104)]
+    run_id = api.submit(run_name="wide", tasks=tasks)
+    api.wait(run_id)
+    first_page = api.run(run_id)
+    assert len(first_page["tasks"]) == 100
+    assert first_page["next_page_token"]
+    merged = hook.get_run(run_id)
+    assert sorted(t["task_key"] for t in merged["tasks"]) == sorted(t["task_key"] for t in tasks)
+    assert {t["state"]["result_state"] for t in merged["tasks"] if t["task_key"] != "root"} == {"UPSTREAM_FAILED"}
