@@ -752,3 +752,21 @@ def test_combobox_and_multiselect_widgets(driver, workspace):
 
     assert json.loads(defaults["notebook_result"]) == ["rmse", ["dev", "staging"]]
     assert json.loads(passed["notebook_result"]) == ["r2", ["prod"]]
+
+
+def test_a_notebook_that_replaces_stdout_and_argv_does_not_break_later_executions(driver, workspace):
+    add_notebook(
+        workspace,
+        "rude",
+        "import os, sys\nsys.argv = ['rude']\nsys.stdout = open(os.devnull, 'w')\nprint('swallowed')\n",
+    )
+    assert run(driver, task("rude"))["result_state"] == "SUCCESS"
+    after = run(
+        driver,
+        task(
+            kind="spark_python", python_file=str(NOTEBOOKS / "plain_script.py"), parameters=["--date", "d1"]
+        ),
+    )
+
+    assert after["result_state"] == "SUCCESS", (after["error"], after["error_trace"])
+    assert "date=d1 rows=0" in after["logs"]

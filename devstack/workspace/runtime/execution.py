@@ -318,6 +318,21 @@ def _inheriting_thread(thread_cls):
     thread_cls._bootstrap_inner = _bootstrap_inner
 
 
+def ensure_hooks() -> None:
+    """Re-install the per-execution views if notebook code replaced them (``sys.argv = [...]``,
+    ``sys.stdout = ...``), so the next execution is isolated again."""
+    if not isinstance(sys.stdout, _StreamRouter):
+        sys.stdout = _StreamRouter(sys.__stdout__)
+    if not isinstance(sys.stderr, _StreamRouter):
+        sys.stderr = _StreamRouter(sys.__stderr__)
+    if not isinstance(sys.argv, _ThreadArgv):
+        sys.argv = _ThreadArgv(sys.argv if isinstance(sys.argv, list) else [])
+    if not isinstance(os.environ, _OverlayEnviron) and isinstance(os.environ, os._Environ):
+        os.environ = _OverlayEnviron(os.environ)  # noqa: B003 - same data, thread-aware view
+    if time.sleep is not _cancelable_sleep:
+        time.sleep = _cancelable_sleep
+
+
 def install_hooks() -> None:
     """Make the process execution-aware (called once by the driver at start)."""
     import subprocess

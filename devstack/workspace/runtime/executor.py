@@ -25,7 +25,14 @@ from devstack.workspace.runtime.dbutils import (
     TaskValuesUtils,
     WidgetsUtils,
 )
-from devstack.workspace.runtime.execution import Execution, ExecutionCanceled, NotebookExit, current, redact
+from devstack.workspace.runtime.execution import (
+    Execution,
+    ExecutionCanceled,
+    NotebookExit,
+    current,
+    ensure_hooks,
+    redact,
+)
 from devstack.workspace.runtime.fs import FsUtils, to_local
 from devstack.workspace.runtime.spark import LazyProxy, SparkManager, display, display_html
 from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
@@ -71,6 +78,7 @@ class Runtime:
 
     def run(self, execution: Execution) -> dict[str, Any]:
         """Run ``execution`` in the calling thread and return its result dict."""
+        ensure_hooks()
         execution.enter()
         state, value, error, trace = "SUCCESS", None, None, None
         try:
