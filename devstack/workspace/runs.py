@@ -173,12 +173,11 @@ def render_run(
                 out["cluster_instance"] = single[-1].cluster_instance
         else:
             out["tasks"] = [render_task(ctx, rec, mgr.max_parallel)]
-    if include_resolved_values and rec.parent_id is not None:
-        nb = rec.spec.get("notebook_task")
-        if nb:
-            out["tasks"][0]["resolved_values"] = {
-                "notebook_task": {"base_parameters": {k: str(v) for k, v in (nb.get("base_parameters") or {}).items()}}
-            }
+    if include_resolved_values and "tasks" in out:
+        for task in out["tasks"]:
+            resolved = mgr.runs[task["run_id"]].resolved
+            if resolved:
+                task["resolved_values"] = resolved
     if include_history and rec.parent_id is None:
         history = [
             {

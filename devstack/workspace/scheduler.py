@@ -107,6 +107,7 @@ class RunRec:
     cancel_requested: bool = False
     timed_out: bool = False
     job_parameters: list = dataclasses.field(default_factory=list)
+    resolved: dict = dataclasses.field(default_factory=dict)  # task: parameters it really ran with
 
     @property
     def terminal(self) -> bool:
@@ -587,6 +588,10 @@ class RunManager:
                 return
             task.life, task.message = "RUNNING", "In run"
             task.exec_start = now_ms()
+            if payload["kind"] == "notebook":
+                task.resolved = {"notebook_task": {"base_parameters": payload["base_parameters"]}}
+            else:
+                task.resolved = {"spark_python_task": {"parameters": payload["parameters"]}}
             task.cluster_instance = {"cluster_id": cluster_id, "spark_context_id": str(getattr(driver, "pid", 0))}
             self.executions[run_id] = (driver, exclusive)
             self._mark(task)

@@ -269,3 +269,26 @@ def test_cancel_on_an_all_purpose_cluster_keeps_the_cluster(api):
     after = api.wait(api.submit(run_name="after-cancel", tasks=[{**task, "notebook_task": {"notebook_path": NB["empty"]}}]))
     assert after["state"]["result_state"] == "SUCCESS"
     assert int(after["tasks"][0]["cluster_instance"]["spark_context_id"]) == pid
+
+
+def test_retry_on_timeout_retries_a_timed_out_task(api):
+    task = notebook_task("slow", NB["sleep"], {"seconds": "60"}, timeout_seconds=1, max_retries=1, retry_on_timeout=True)
+    run = api.wait(api.submit(run_name="retry-timeout", tasks=[task]), timeout=60)
+    assert run["state"]["result_state"] == "TIMEDOUT"
+    assert [t["state"]["result_state"] for t in sorted(run["tasks"], key=lambda t: t["attempt_number"])] == [
+        "TIMEDOUT",
+        "TIMEDOUT",
+    ]
+
+
+def test_resolved_values_show_the_parameters_the_notebook_got(api):
+    run_id = api.submit(
+        run_name="resolved",
+        tasks=[notebook_task("t", NB["ok"], {"x": "task {{task.name}} of run {{job.run_id}}"})],
+    )
+    api.wait(run_id)
+    run = api.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id, "include_resolved_values": True})
+    resolved = run["tasks"][0]["resolved_values"]["notebook_task"]["base_parameters"]
+    assert resolved == {"x": f"task t of run {run_id}"}
+    output = api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": run["tasks"][0]["run_id"]})
+    assert output["notebook_output"]["result"] == f"ok task t of run {run_id}"
