@@ -89,6 +89,7 @@ def test_promote_moves_alias_records_history_and_is_idempotent(registry, model_n
     assert promote.execute(ctx) == {"model_name": model_name, "version": v2, "previous_version": v1}
     model = registry.client().get_registered_model(model_name)
     assert model.aliases == {"champion": v2}  # challenger removed, champion moved
+    assert model.tags["mlops.previous.champion"] == v1
 
     entries = history(registry, model_name)
     assert [(e["version"], e["previous_version"], e["status"]) for e in entries] == [(v1, None, "applied"), (v2, v1, "applied")]
