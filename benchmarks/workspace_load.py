@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import platform
 import random
 import statistics
@@ -239,7 +240,9 @@ def run_benchmark(service, args) -> dict:
     warm = warm_path(client, args)
     running_tree_extra = peak["tree"] - rss_idle_tree
     return {
-        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    # other work on the box skews every figure: record how busy it was
+                    "loadavg_1min_at_end": round(os.getloadavg()[0], 2)},
         "runs": args.runs,
         "max_parallel_runs": args.parallel,
         "notebook_sleep_seconds": args.sleep,
