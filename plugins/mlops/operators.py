@@ -19,6 +19,7 @@ from mlops.exceptions import ModelRegistryError, ModelRegistryNotFoundError
 from mlops.gate import GateRuleError, evaluate, parse_metrics, parse_rules, render_table
 from mlops.hooks import MlflowRegistryHook
 from mlops.registry import (
+    EVALUATION_RUN_TAG,
     alias_holder,
     copy_version,
     describe_history,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 LEGACY_STAGES = ("None", "Staging", "Production", "Archived")
-EVALUATION_RUN_TAG = "mlops.evaluation_run_id"
 
 
 def _is_template(value: Any) -> bool:
@@ -148,15 +148,15 @@ class RegisterModelVersionOperator(_RegistryOperator):
         ensure_registered_model(hook, self.model_name)
         for mv in hook.search_model_versions(self.model_name):
             tags = mv.tags or {}
-            if tags.get("mlops.model_uri") == self.model_uri and same_task(tags, lineage):
+            if tags.get("mlops_model_uri") == self.model_uri and same_task(tags, lineage):
                 self.log.info(
                     "Version %s of %s was registered from %s by an earlier try of this task: reusing it.",
                     mv.version, self.model_name, self.model_uri,
                 )
                 return str(hook.wait_until_ready(self.model_name, mv.version, self.await_ready_timeout).version)
-        tags = {**{str(k): str(v) for k, v in extra.items()}, **lineage, "mlops.model_uri": self.model_uri}
+        tags = {**{str(k): str(v) for k, v in extra.items()}, **lineage, "mlops_model_uri": self.model_uri}
         if resolved["run_id"]:
-            tags["mlops.source_run_id"] = resolved["run_id"]
+            tags["mlops_source_run_id"] = resolved["run_id"]
         mv = hook.create_model_version(
             self.model_name, resolved["source"], run_id=resolved["run_id"], tags=tags, model_id=resolved["model_id"]
         )
@@ -381,7 +381,7 @@ class ModelValidationGateOperator(_RegistryOperator):
 
     Metrics come from ``candidate_metrics`` / ``champion_metrics`` (dicts or JSON text, e.g. a
     validation notebook's output) or else from MLflow: the version's source run, overlaid by the
-    run named in its ``mlops.evaluation_run_id`` tag. Rule syntax and comparator definitions:
+    run named in its ``mlops_evaluation_run_id`` tag. Rule syntax and comparator definitions:
     :mod:`mlops.gate`. With no champion yet, only ``min`` / ``max`` apply. Returns
     ``{passed, reasons, checks, candidate_version, champion_version, ...}``.
 
@@ -505,7 +505,7 @@ class ModelValidationGateOperator(_RegistryOperator):
             "checks": [c.__dict__ for c in checks],
         }
         self.hook.set_model_version_tag(
-            self.model_name, version, "mlops.validation_status", "passed" if passed else "failed"
+            self.model_name, version, "mlops_validation_status", "passed" if passed else "failed"
         )
         if passed:
             return result

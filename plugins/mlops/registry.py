@@ -1,23 +1,28 @@
 """Registry procedures shared by the operators: lineage, alias moves with history, copies.
 
-History of an alias is stored as registered-model tags, one tag per event, under a unique key
-``mlops.history.<alias>.<epoch ms>.<random>``. MLflow has no transactions, so a single JSON list
-updated read-modify-write would lose entries when two promotions race; one tag per event never
-overwrites another promotion's entry. Each entry is a JSON object::
+Tag keys use only letters, digits and underscores (``mlops_dag_id``): Unity Catalog rejects
+``. , - = / :`` in tag keys, allows at most 50 tags per object and 1000 characters per value.
+
+The history of an alias is one model-version tag per event, written on the version the alias
+moved to, under a unique key ``mlops_history_<alias>_<epoch ms>_<random>``. MLflow has no
+transactions, so a single JSON list updated read-modify-write would lose entries when two
+promotions race; one tag per event never overwrites another promotion's entry. Keeping the
+entries on versions (not on the registered model) bounds the tags per object: a version is
+promoted a handful of times, a model hundreds. Each entry is a JSON object::
 
     {"action": "promote" | "rollback", "alias", "version", "previous_version", "status",
-     "by", "at", "reason", "dag_id", "run_id", "task_id", "try_number", ...}
+     "by", "at", "ts", "reason", "dag_id", "run_id", "task_id", "try_number", ...}
 
 ``status`` is "pending" (written before the alias moves), "applied" (alias moved and verified),
 "failed" (the alias could not be moved) or "superseded" (another promotion moved the alias while
-this one was applying). Only "applied"
-entries count for rollback.
+this one was applying). Only "applied" entries count for rollback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -29,23 +34,29 @@ from mlops.exceptions import ConcurrentPromotionError, ModelRegistryError, Model
 if TYPE_CHECKING:
     from mlops.hooks import MlflowRegistryHook
 
-TAG = "mlops."
-HISTORY = "mlops.history."
+TAG = "mlops_"
+HISTORY = "mlops_history_"
+EVALUATION_RUN_TAG = "mlops_evaluation_run_id"
 COPY_EXPERIMENT = "/Shared/mlops-registry-copies"
 
 
 # --------------------------------------------------------------------------- lineage
 
 
+def key_part(text: str) -> str:
+    """``text`` made safe inside a tag key on every registry (letters, digits, underscores)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
 def lineage_tags(context: Any) -> dict[str, str]:
     """Tags naming the DAG run and task try that acted on the registry."""
     ti = context["ti"]
     return {
-        "mlops.dag_id": str(ti.dag_id),
-        "mlops.run_id": str(ti.run_id),
-        "mlops.task_id": str(ti.task_id),
-        "mlops.map_index": str(getattr(ti, "map_index", -1)),
-        "mlops.try_number": str(ti.try_number),
+        "mlops_dag_id": str(ti.dag_id),
+        "mlops_run_id": str(ti.run_id),
+        "mlops_task_id": str(ti.task_id),
+        "mlops_map_index": str(getattr(ti, "map_index", -1)),
+        "mlops_try_number": str(ti.try_number),
     }
 
 
@@ -61,7 +72,7 @@ def actor(context: Any) -> str:
 
 def same_task(tags: dict[str, str], lineage: dict[str, str]) -> bool:
     """True when ``tags`` were written by the same task instance (any try) as ``lineage``."""
-    keys = ("mlops.dag_id", "mlops.run_id", "mlops.task_id", "mlops.map_index")
+    keys = ("mlops_dag_id", "mlops_run_id", "mlops_task_id", "mlops_map_index")
     return all(tags.get(k) == lineage.get(k) for k in keys)
 
 
@@ -77,22 +88,25 @@ def alias_holder(hook: MlflowRegistryHook, model_name: str, alias: str) -> str |
 
 def read_history(hook: MlflowRegistryHook, model_name: str, alias: str | None = None) -> list[dict[str, Any]]:
     """History entries of ``model_name`` (of one ``alias`` when given), oldest first."""
-    tags = hook.get_registered_model(model_name).tags or {}
-    prefix = HISTORY + (f"{alias}." if alias else "")
     entries = []
-    for key in sorted(k for k in tags if k.startswith(prefix)):
-        try:
-            entry = json.loads(tags[key])
-        except (TypeError, ValueError):
-            continue
-        entry["key"] = key
-        entries.append(entry)
-    return entries
+    for mv in hook.search_model_versions(model_name):
+        for key, value in (mv.tags or {}).items():
+            if not key.startswith(HISTORY):
+                continue
+            try:
+                entry = json.loads(value)
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(entry, dict) or (alias is not None and entry.get("alias") != alias):
+                continue
+            entry["key"] = key
+            entries.append(entry)
+    return sorted(entries, key=lambda e: (int(e.get("ts", 0)), e["key"]))
 
 
-def _write_entry(hook: MlflowRegistryHook, model_name: str, key: str, entry: dict[str, Any]) -> None:
+def _write_entry(hook: MlflowRegistryHook, model_name: str, entry: dict[str, Any]) -> None:
     body = {k: v for k, v in entry.items() if k != "key"}
-    hook.set_registered_model_tag(model_name, key, json.dumps(body, sort_keys=True))
+    hook.set_model_version_tag(model_name, entry["version"], entry["key"], json.dumps(body, sort_keys=True))
 
 
 def move_alias(
@@ -124,10 +138,10 @@ def move_alias(
     if current == version:
         for entry in history:
             if entry.get("status") == "pending" and entry.get("version") == version and same_task(
-                {f"mlops.{k}": str(v) for k, v in entry.items()}, lineage
+                {f"mlops_{k}": str(v) for k, v in entry.items()}, lineage
             ):
                 entry["status"] = "applied"  # a previous try moved the alias, then died
-                _write_entry(hook, model_name, entry["key"], entry)
+                _write_entry(hook, model_name, entry)
         previous = next(
             (e.get("previous_version") for e in reversed(history)
              if e.get("status") == "applied" and e.get("version") == version),
@@ -138,8 +152,10 @@ def move_alias(
         return {"model_name": model_name, "version": version, "previous_version": previous, "changed": False}
 
     now = time.time()
-    key = f"{HISTORY}{alias}.{int(now * 1000):013d}.{uuid.uuid4().hex[:8]}"
+    ts = int(now * 1000)
     entry: dict[str, Any] = {
+        "key": f"{HISTORY}{key_part(alias)}_{ts:013d}_{uuid.uuid4().hex[:8]}",
+        "ts": ts,
         "action": action,
         "alias": alias,
         "version": version,
@@ -147,43 +163,43 @@ def move_alias(
         "status": "pending",
         "by": actor(context),
         "at": datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="seconds"),
-        "reason": (reason or "")[:1000],  # tag values are limited (5000 chars on MLflow servers)
+        "reason": (reason or "")[:200],  # the whole entry must fit a tag value (1000 chars on UC)
         **{k.removeprefix(TAG): v for k, v in lineage.items()},
         **(extra or {}),
     }
-    _write_entry(hook, model_name, key, entry)
+    _write_entry(hook, model_name, entry)
     try:
         hook.set_registered_model_alias(model_name, alias, version)
     except Exception as exc:
         entry["status"] = "failed"
-        entry["error"] = str(exc)[:500]
+        entry["error"] = str(exc)[:200]
         try:
-            _write_entry(hook, model_name, key, entry)
+            _write_entry(hook, model_name, entry)
         except Exception:
             pass  # the alias did not move; the pending entry is ignored by readers anyway
         raise
     entry["status"] = "applied"
-    _write_entry(hook, model_name, key, entry)
+    _write_entry(hook, model_name, entry)
 
     holder = alias_holder(hook, model_name, alias)
     if holder != version:
         entry["status"] = "superseded"
         entry["superseded_by"] = holder
-        _write_entry(hook, model_name, key, entry)
+        _write_entry(hook, model_name, entry)
         raise ConcurrentPromotionError(
             f"Alias {alias!r} of model {model_name!r} was moved to version {holder} by a concurrent "
             f"promotion right after this task moved it to version {version}. The history records "
-            f"both (entry {key} is marked superseded). Re-run this task if version {version} should win."
+            f"both (entry {entry['key']} on version {version} is marked superseded). Re-run this task if version {version} should win."
         )
-    stored = read_history(hook, model_name, alias)
-    if not any(e["key"] == key and e.get("status") == "applied" for e in stored):
+    stored = (hook.get_model_version(model_name, version).tags or {}).get(entry["key"])
+    if not stored or json.loads(stored).get("status") != "applied":
         raise ModelRegistryError(
             f"Alias {alias!r} of model {model_name!r} now points at version {version}, but history "
-            f"entry {key} could not be read back; check the registry's tag limits and re-run."
+            f"entry {entry['key']} could not be read back from that version; check the registry's tag "
+            "limits and re-run."
         )
-    hook.set_model_version_tag(model_name, version, f"mlops.{action}d_at.{alias}", entry["at"])
     # Convenience for people reading the registry UI; the history entries are the record.
-    hook.set_registered_model_tag(model_name, f"mlops.previous.{alias}", current or "none")
+    hook.set_registered_model_tag(model_name, f"{TAG}previous_{key_part(alias)}", current or "none")
     if log:
         log.info(
             "Moved alias %s of model %s from version %s to version %s (%s by %s).",
@@ -251,9 +267,9 @@ def ensure_registered_model(hook: MlflowRegistryHook, name: str) -> None:
 
 def copy_tags(source_label: str, model_name: str, version: str) -> dict[str, str]:
     return {
-        "mlops.copied_from_registry": source_label,
-        "mlops.copied_from_model": model_name,
-        "mlops.copied_from_version": str(version),
+        "mlops_copied_from_registry": source_label,
+        "mlops_copied_from_model": model_name,
+        "mlops_copied_from_version": str(version),
     }
 
 
@@ -334,7 +350,7 @@ def copy_version(
                 **wanted,
                 **lineage_tags(context),
                 "mlflow.runName": f"copy-{model_name}-v{version}",
-                "mlops.source_run_id": src.run_id or "",
+                "mlops_source_run_id": src.run_id or "",
             }
             run = target.create_run(experiment_id, tags=run_tags)
             run_id = run.info.run_id
@@ -343,7 +359,7 @@ def copy_version(
                 target.log_batch(run_id, metrics, params)
             target.set_terminated(run_id)
         ensure_registered_model(target, target_name)
-        tags = {**(src.tags or {}), **wanted, "mlops.source_run_id": src.run_id or ""}
+        tags = {**(src.tags or {}), **wanted, "mlops_source_run_id": src.run_id or ""}
         created = target.create_model_version(
             target_name, f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -48,13 +49,13 @@ def test_promotion_copies_across_registries_with_lineage_and_only_once(
     copied = client.get_model_version(target, "1")
     assert copied.status == "READY"
     assert client.get_model_version_by_alias(target, "champion").version == "1"
-    assert copied.tags["mlops.copied_from_model"] == model_name
-    assert copied.tags["mlops.copied_from_version"] == v1
-    assert copied.tags["mlops.copied_from_registry"] == source.url
-    assert copied.tags["mlops.dag_id"] == "plugin_tests"  # lineage tags of the source version kept
+    assert copied.tags["mlops_copied_from_model"] == model_name
+    assert copied.tags["mlops_copied_from_version"] == v1
+    assert copied.tags["mlops_copied_from_registry"] == source.url
+    assert copied.tags["mlops_dag_id"] == "plugin_tests"  # lineage tags of the source version kept
     assert client.get_run(copied.run_id).data.metrics["rmse"] == source.models[0].metrics["rmse"]
-    history = client.get_registered_model(target).tags
-    assert any('"by": "dana"' in v and '"source_model": "' + model_name + '"' in v for v in history.values())
+    [entry] = [json.loads(v) for k, v in copied.tags.items() if k.startswith("mlops_history_champion_")]
+    assert (entry["by"], entry["source_model"], entry["reason"]) == ("dana", model_name, "quarterly release")
 
     # the copy is a working model: same predictions as the source
     x = np.arange(6, dtype=float).reshape(3, 2)

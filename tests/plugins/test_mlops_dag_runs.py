@@ -41,14 +41,17 @@ def test_release_and_rollback_dags(airflow, sqlite_registry, model_name):
     assert worse.succeeded, worse.output[-4000:]  # the gate skips the promotion: the run itself is fine
     assert "rmse 80 > max 70" in worse.output
     assert client.get_model_version_by_alias(target, "champion").version == "2"
-    assert client.get_model_version(model_name, "3").tags["mlops.validation_status"] == "failed"
+    assert client.get_model_version(model_name, "3").tags["mlops_validation_status"] == "failed"
     assert client.get_registered_model(model_name).aliases == {"challenger": "3"}
 
     rollback = run(airflow, "mlops_plugin_rollback", registry, {"model_name": target, "reason": "drift"})
     assert rollback.succeeded, rollback.output[-4000:]
     assert client.get_model_version_by_alias(target, "champion").version == "1"
-    entries = [json.loads(v) for k, v in sorted(client.get_registered_model(target).tags.items())
-               if k.startswith("mlops.history.champion.")]
+    entries = sorted(
+        (json.loads(v) for mv in client.search_model_versions(f"name = '{target}'")
+         for k, v in mv.tags.items() if k.startswith("mlops_history_champion_")),
+        key=lambda e: e["ts"],
+    )
     assert [(e["action"], e["version"], e["previous_version"]) for e in entries] == [
         ("promote", "1", None), ("promote", "2", "1"), ("rollback", "1", "2"),
     ]

@@ -30,8 +30,11 @@ def register(registry, name, context, index=0, task_id="register", **kwargs):
 
 
 def history(registry, name, alias="champion"):
-    tags = registry.client().get_registered_model(name).tags
-    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(f"mlops.history.{alias}.")]
+    """History entries as stored: one tag per event on the version the alias moved to."""
+    entries = []
+    for mv in registry.client().search_model_versions(f"name = '{name}'"):
+        entries += [json.loads(v) for k, v in mv.tags.items() if k.startswith("mlops_history_")]
+    return sorted((e for e in entries if e["alias"] == alias), key=lambda e: e["ts"])
 
 
 def versions(registry, name):
@@ -50,9 +53,9 @@ def test_register_waits_ready_tags_lineage_and_a_retry_reuses_the_version(regist
     assert mv.run_id == registry.models[0].run_id
     assert mv.source == f"models:/{registry.models[0].model_id}"  # runs:/ resolved to the logged model
     assert mv.tags["git_sha"] == "abc123"
-    assert mv.tags["mlops.dag_id"] == "plugin_tests"
-    assert mv.tags["mlops.run_id"] == first["ti"].run_id
-    assert mv.tags["mlops.try_number"] == "1"
+    assert mv.tags["mlops_dag_id"] == "plugin_tests"
+    assert mv.tags["mlops_run_id"] == first["ti"].run_id
+    assert mv.tags["mlops_try_number"] == "1"
 
     retry = context("register", run_id=first["ti"].run_id, try_number=2)
     assert op.execute(retry) == version
@@ -89,7 +92,7 @@ def test_promote_moves_alias_records_history_and_is_idempotent(registry, model_n
     assert promote.execute(ctx) == {"model_name": model_name, "version": v2, "previous_version": v1}
     model = registry.client().get_registered_model(model_name)
     assert model.aliases == {"champion": v2}  # challenger removed, champion moved
-    assert model.tags["mlops.previous.champion"] == v1
+    assert model.tags["mlops_previous_champion"] == v1
 
     entries = history(registry, model_name)
     assert [(e["version"], e["previous_version"], e["status"]) for e in entries] == [(v1, None, "applied"), (v2, v1, "applied")]
@@ -111,9 +114,9 @@ def test_promote_copies_into_the_target_model_once(registry, model_name, context
     result = op.execute(ctx)
     assert result == {"model_name": target, "version": "1", "previous_version": None}
     copied = registry.client().get_model_version(target, "1")
-    assert copied.tags["mlops.copied_from_model"] == model_name
-    assert copied.tags["mlops.copied_from_version"] == v1
-    assert copied.tags["mlops.dag_id"] == "plugin_tests"  # lineage of the registering task kept
+    assert copied.tags["mlops_copied_from_model"] == model_name
+    assert copied.tags["mlops_copied_from_version"] == v1
+    assert copied.tags["mlops_dag_id"] == "plugin_tests"  # lineage of the registering task kept
     assert registry.client().get_model_version_by_alias(target, "champion").version == "1"
 
     op.execute(context("promote", run_id=ctx["ti"].run_id, try_number=2))
@@ -190,7 +193,7 @@ def test_gate_compares_candidate_with_champion_metrics_from_mlflow(registry, mod
         worse.execute(ctx)
     assert f"Candidate version {v3} of '{model_name}' failed the validation gate" in str(err.value)
     assert ctx["ti"].xcom["gate_result"]["passed"] is False
-    assert registry.client().get_model_version(model_name, v3).tags["mlops.validation_status"] == "failed"
+    assert registry.client().get_model_version(model_name, v3).tags["mlops_validation_status"] == "failed"
 
     skip = ModelValidationGateOperator(
         task_id="gate", model_name=model_name, candidate_version=v3, rules=RULES, on_fail="skip"
