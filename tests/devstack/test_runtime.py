@@ -770,3 +770,17 @@ def test_a_notebook_that_replaces_stdout_and_argv_does_not_break_later_execution
 
     assert after["result_state"] == "SUCCESS", (after["error"], after["error_trace"])
     assert "date=d1 rows=0" in after["logs"]
+
+
+def test_cancel_right_after_execute_never_hangs_the_cluster(driver, workspace):
+    add_notebook(workspace, "marker", "dbutils.fs.put('dbfs:/markers/ran', 'yes', True)\n")
+    results = []
+    for _ in range(10):
+        pending = Pending(driver, task("marker"))
+        driver.cancel(pending.task["exec_id"], grace=10)
+        results.append(pending.result(timeout=5)["result_state"])
+
+    # Canceled (or, at worst, already finished), never hanging, and the cluster lives on.
+    assert set(results) <= {"CANCELED", "SUCCESS"}
+    assert "CANCELED" in results
+    assert driver.alive

@@ -49,7 +49,7 @@ def _parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def _warm_up() -> None:
-    # Import what the first execution needs while the driver idles, so it is fast too.
+    # Import what the first execution needs right after "ready", so it is fast too.
     import base64  # noqa: F401
     import ctypes  # noqa: F401
     import shlex  # noqa: F401
@@ -68,6 +68,10 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(ctrl_fd, False)
     os.set_inheritable(event_fd, False)
     events = EventWriter(event_fd)
+    # `kill -USR1 <driver pid>` dumps every thread's stack into driver.log (a hung notebook).
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
     from devstack.workspace.runtime.execution import Execution, install_hooks
     from devstack.workspace.runtime.executor import Runtime, RuntimeConfig
@@ -129,7 +133,9 @@ def main(argv: list[str]) -> None:
 
     print(f"[driver] cluster {config.cluster_id} ready (pid {os.getpid()})", file=sys.__stderr__, flush=True)
     events.send({"type": "ready", "pid": os.getpid()})
-    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+    # Before the first execute is read: an execution thread racing a background import of the
+    # same module is where a cancel could hurt most.
+    _warm_up()
 
     with os.fdopen(ctrl_fd, "r", encoding="utf-8") as ctrl:
         for line in ctrl:

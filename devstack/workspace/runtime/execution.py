@@ -111,18 +111,37 @@ class Execution:
         if self.canceled:
             raise ExecutionCanceled(f"execution {self.exec_id} was canceled")
 
-    def interrupt(self) -> None:
-        """Cancel: wake sleeps and raise ExecutionCanceled asynchronously in every thread."""
+    def interrupt(self, patience: float = 30.0) -> None:
+        """Cancel: wake sleeps, then raise ExecutionCanceled asynchronously in every thread.
+
+        An async exception landing inside the import machinery corrupts its module locks and
+        hangs the whole driver, so threads busy importing get it a moment later. A thread in
+        ``time.sleep`` needs none: the cancel event already wakes it with ExecutionCanceled.
+        """
         import ctypes
 
         self.cancel_event.set()
+        deadline = time.monotonic() + patience
         with self.lock:
-            if self.done:
-                return
-            for ident in self.threads:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(ident), ctypes.py_object(ExecutionCanceled)
-                )
+            pending = set(self.threads)
+        while pending and time.monotonic() < deadline:
+            frames = sys._current_frames()
+            for ident in list(pending):
+                frame = frames.get(ident)
+                if frame is None or _sleeping(frame):
+                    pending.discard(ident)
+                    continue
+                if importing(frame):
+                    continue
+                with self.lock:
+                    if self.done:
+                        return
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(ident), ctypes.py_object(ExecutionCanceled)
+                    )
+                pending.discard(ident)
+            if pending:
+                _real_sleep(0.02)
 
     def finish(self) -> None:
         """Mark done; drop an async cancel that was injected but has not fired yet."""
@@ -131,6 +150,26 @@ class Execution:
         with self.lock:
             self.done = True
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+
+
+def importing(frame) -> bool:
+    """Whether ``frame`` (or a caller) is inside the import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _sleeping(frame) -> bool:
+    # The innermost frames are Event.wait -> Condition.wait inside _cancelable_sleep.
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code is _cancelable_sleep.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def current() -> Execution | None:

@@ -31,6 +31,7 @@ from devstack.workspace.runtime.execution import (
     NotebookExit,
     current,
     ensure_hooks,
+    importing,
     redact,
 )
 from devstack.workspace.runtime.fs import FsUtils, to_local
@@ -83,6 +84,7 @@ class Runtime:
         state, value, error, trace = "SUCCESS", None, None, None
         try:
             try:
+                execution.check_canceled()  # a cancel that arrived before this thread started
                 self.spark.tag_thread()
                 task = execution.task
                 kind = task.get("kind")
@@ -372,13 +374,23 @@ class NotebookRun:
 # ---------------------------------------------------------------------- helpers
 
 
-def _interrupt_thread(thread: threading.Thread) -> None:
+def _interrupt_thread(thread: threading.Thread, patience: float = 5.0) -> None:
+    """Raise ExecutionCanceled in ``thread``, never while it is inside an import (see
+    :meth:`Execution.interrupt`)."""
     import ctypes
+    import time
 
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(ExecutionCanceled)
-        )
+    deadline = time.monotonic() + patience
+    while thread.ident is not None and time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        if frame is None:
+            return
+        if not importing(frame):
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread.ident), ctypes.py_object(ExecutionCanceled)
+            )
+            return
+        thread.join(0.02)
 
 
 def _parse_run(text: str, where: str) -> tuple[str, dict[str, str]]:
