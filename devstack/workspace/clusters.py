@@ -264,12 +264,8 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def start_cluster(request: Request):
         cluster_id = _cluster_id(request)
-        cluster = manager.get(cluster_id)
-        if cluster.state == "RUNNING":
-            raise ApiError(
-                400, "INVALID_STATE", f"Cluster {cluster_id} is in unexpected state RUNNING (it is already running)."
-            )
-        manager.start_async(cluster_id)
+        manager.get(cluster_id)
+        manager.start_async(cluster_id)  # a cluster that is not TERMINATED is left as it is, as documented
         return {}
 
     def restart_cluster(request: Request):
