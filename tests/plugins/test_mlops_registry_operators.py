@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -302,3 +303,29 @@ def test_no_operator_deletes_model_versions(registry, model_name, context):
         op.execute(context(op.task_id))
     assert versions(registry, model_name) == [int(v1), int(v2)]
     assert versions(registry, model_name + "_prod") == [1]
+
+
+def test_a_retry_after_a_crash_mid_promotion_completes_the_history(registry, model_name, context):
+    """The task died after moving the alias but before marking its history entry applied."""
+    v1 = register(registry, model_name, context, 0)
+    v2 = register(registry, model_name, context, 1)
+    PromoteModelVersionOperator(task_id="p0", model_name=model_name, version=v1).execute(context("p0"))
+    crashed = context("promote", try_number=1)
+    ti = crashed["ti"]
+    ts = int(time.time() * 1000)
+    entry = {
+        "action": "promote", "alias": "champion", "version": v2, "previous_version": v1, "status": "pending",
+        "by": "alice", "at": "2026-01-01T00:00:00+00:00", "ts": ts, "reason": "",
+        "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "map_index": "-1", "try_number": "1",
+    }
+    client = registry.client()
+    client.set_model_version_tag(model_name, v2, f"mlops_history_champion_{ts}_crashed0", json.dumps(entry))
+    client.set_registered_model_alias(model_name, "champion", v2)
+
+    retry = context("promote", run_id=ti.run_id, try_number=2)
+    result = PromoteModelVersionOperator(task_id="promote", model_name=model_name, version=v2).execute(retry)
+    assert result == {"model_name": model_name, "version": v2, "previous_version": v1}
+    statuses = [(e["version"], e["status"]) for e in history(registry, model_name)]
+    assert statuses == [(v1, "applied"), (v2, "applied")]
+    RollbackModelOperator(task_id="rb", model_name=model_name).execute(context("rb"))
+    assert client.get_model_version_by_alias(model_name, "champion").version == v1
