@@ -84,3 +84,15 @@ def test_cancel_all_cancels_the_jobs_active_runs(api, job_with_runs):
     run = api.wait(active, timeout=30)
     assert run["state"]["result_state"] == "CANCELED"
     assert api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "active_only": True})["runs"] == []
+
+
+def test_responses_parse_with_the_sdk_dataclasses(api, job_with_runs):
+    from databricks.sdk.service.jobs import ListRunsResponse, RunLifeCycleState, RunOutput
+
+    job_id, done, _ = job_with_runs
+    listed = ListRunsResponse.from_dict(api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "expand_tasks": True}))
+    assert all(run.state.life_cycle_state in set(RunLifeCycleState) for run in listed.runs)
+    finished = api.run(done[1])
+    output = RunOutput.from_dict(api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": finished["tasks"][0]["run_id"]}))
+    assert output.metadata.run_id == finished["tasks"][0]["run_id"]
+    assert output.metadata.state.result_state.value == "SUCCESS"
