@@ -303,7 +303,9 @@ _real_sleep = time.sleep
 
 def _cancelable_sleep(seconds: float) -> None:
     execution = current()
-    if execution is None:
+    if execution is None or threading.get_ident() not in execution.threads:
+        # Only the execution's own threads end on cancel: a thread it merely started may be a
+        # library's process-wide worker (a logging pool) that later executions still need.
         return _real_sleep(seconds)
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
@@ -334,8 +336,8 @@ _SHARED_THREAD_MODULES = ("py4j", "pyspark", "devstack.workspace.runtime")
 
 
 def _inheriting_thread(thread_cls):
-    """Threads a notebook starts (a ThreadPoolExecutor, say) write to that execution's output,
-    see its environment overlay, and their sleeps end on cancel."""
+    """Threads a notebook starts (a ThreadPoolExecutor, say) write to that execution's output
+    and see its environment overlay."""
     original_init = thread_cls.__init__
     original_bootstrap = thread_cls._bootstrap_inner
 
