@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--sqlite", action="store_true", help="MLflow on SQLite even when PostgreSQL answers")
     up.add_argument("--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503")
     up.add_argument("--cluster-start-seconds", type=float, default=0.0, help="simulated cluster start time")
-    sub.add_parser("down", help="stop everything `up` started")
+    down = sub.add_parser("down", help="stop everything `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete the state (registry, runs, lake)")
     sub.add_parser("status", help="show what runs")
     demo = sub.add_parser("demo", help="run train -> release -> score on a devstack it starts and stops")
     demo.add_argument("--keep-running", action="store_true", help="leave the devstack up afterwards")
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             print("Load the connections into a shell with:  set -a; . " + str(stack.StackState(state_dir).env_file))
             return 0
         if args.command == "down":
-            return 0 if stack.down(state_dir) else 1
+            stack.down(state_dir, purge=args.purge)
+            return 0
         if args.command == "status":
             return stack.print_status(state_dir)
         if args.command == "demo":

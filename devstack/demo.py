@@ -47,10 +47,10 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
     client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
     versions = client.search_model_versions(f"name='{model['dev_model_name']}'")
     candidate = max(versions, key=lambda v: int(v.version))
-    status = candidate.tags.get("mlops.validation_status", "not validated")
+    status = candidate.tags.get("mlops_validation_status", "not validated")
     evaluation = client.search_runs(
         experiment_ids=[e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.`mlops.candidate` = '{model['dev_model_name']}/{candidate.version}'",
+        filter_string=f"tags.`mlops_candidate` = '{model['dev_model_name']}/{candidate.version}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -58,7 +58,7 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
     champion = client.get_model_version_by_alias(model["prod_model_name"], model["champion_alias"])
     lines = [
         f"candidate          {model['dev_model_name']} v{candidate.version} "
-        f"({candidate.tags.get('mlops.dag_run_id', '')})",
+        f"({candidate.tags.get('mlops_dag_run_id', '')})",
         "                   rmse {:.2f}  r2 {:.3f}   (held-out data, staging)".format(
             metrics.get("candidate_rmse", float("nan")), metrics.get("candidate_r2", float("nan"))
         ),
@@ -71,7 +71,7 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
         )
     else:
         lines.append("previous champion  none (first release: only absolute rules apply)")
-    failed = re.search(r"failed the validation gate: (.*?)(?:\x1b|$)", release.output, re.MULTILINE)
+    failed = re.search(r"failed the validation gate: (.*?)[\"']?(?:\x1b|$)", release.output, re.MULTILINE)
     if status == "passed":
         lines.append(f"gate               PASSED -> promoted to {model['prod_model_name']} v{champion.version}")
     else:

@@ -53,6 +53,19 @@ def create_postgres_database(name: str, dsn: str = POSTGRES_DSN, *, drop_existin
     return f"{base}/{name}"
 
 
+def drop_postgres_database(name: str, dsn: str = POSTGRES_DSN) -> None:
+    """Drop database ``name`` (closing its connections first)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
 @dataclass
 class Service:
     """A started devstack service: its URL and the process behind it."""

@@ -22,6 +22,7 @@ from devstack.processes import group_alive, port_in_use, stop_group
 from devstack.services import (
     Service,
     create_postgres_database,
+    drop_postgres_database,
     postgres_available,
     start_mlflow_server,
     start_workspace,
@@ -32,7 +33,6 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_PORTS = {"mlflow": 5500, "dev": 8001, "staging": 8002, "prod": 8003}
 NOTEBOOKS = ROOT / "include" / "notebooks"
 SAMPLE_DATA = ROOT / "include" / "data"
-MLFLOW_PG_DATABASE = "mlops_devstack_mlflow"
 
 
 class StackError(RuntimeError):
@@ -170,19 +170,19 @@ def up(
     state = StackState(state_dir)
     current = status(state_dir)
     if current and all(e["alive"] for e in [current["mlflow"], *current["workspaces"].values()]):
-        say(f"devstack already running (state in {state_dir})")
+        say(f"devstack already running (state in {state_dir}); refreshing notebooks, data and env file")
+        sync(state, current, say)
         return current
     if current:
         down(state_dir, quiet=True)
 
     ports = {**DEFAULT_PORTS, **(ports or {})}
     _check_ports(ports)
-    config = load_project_config_for(state.lake)
     started: list[Service] = []
     try:
         if use_postgres is None:
             use_postgres = postgres_available()
-        backend = create_postgres_database(MLFLOW_PG_DATABASE) if use_postgres else None
+        backend = create_postgres_database(_mlflow_database(state_dir)) if use_postgres else None
         mlflow = start_mlflow_server(
             state_dir / "mlflow", port=ports["mlflow"], backend_store_uri=backend, detached=True
         )
@@ -211,16 +211,7 @@ def up(
             },
         }
         state.write(stack)
-        seed_lake(state.lake)
-        folder = config["jobs"]["notebook_dir"]
-        imported = 0
-        for ws in workspaces.values():
-            imported = import_notebooks(ws.url, ws.token, folder)
-        say(f"  notebooks          {imported} files imported into {folder} of each workspace")
-        env = connection_env(stack, config)
-        state.env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
-        say(f"  lake               {state.lake}")
-        say(f"  Airflow env        {state.env_file}  (connections {', '.join(sorted(env))})")
+        sync(state, stack, say)
         return stack
     except BaseException:
         for service in reversed(started):
@@ -229,10 +220,34 @@ def up(
         raise
 
 
+def sync(state: StackState, stack: dict, say=print) -> None:
+    """Bring a running stack up to date with the project: notebooks, sample data, env file."""
+    config = load_project_config_for(state.lake)
+    seed_lake(state.lake)
+    folder = config["jobs"]["notebook_dir"]
+    imported = 0
+    for ws in stack["workspaces"].values():
+        imported = import_notebooks(ws["url"], ws["token"], folder)
+    say(f"  notebooks          {imported} files imported into {folder} of each workspace")
+    env = connection_env(stack, config)
+    state.env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    say(f"  lake               {state.lake}")
+    say(f"  Airflow env        {state.env_file}  ({', '.join(sorted(env))})")
+
+
 def load_project_config_for(lake: Path) -> dict:
     """The devstack config with its ${DEVSTACK_LAKE} pointing at ``lake``."""
     os.environ["DEVSTACK_LAKE"] = str(lake)
     return load_project_config()
+
+
+def _mlflow_database(state_dir: Path) -> str:
+    """The PostgreSQL database of this state dir's MLflow (new state dir, new database)."""
+    path = state_dir / "mlflow-database"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"mlops_devstack_{secrets.token_hex(4)}")
+    return path.read_text().strip()
 
 
 def _tokens(state_dir: Path) -> dict[str, str]:
@@ -247,20 +262,29 @@ def _tokens(state_dir: Path) -> dict[str, str]:
     return tokens
 
 
-def down(state_dir: Path, *, quiet: bool = False) -> bool:
-    """Stop every process ``up`` started (whole process groups). False if nothing was recorded."""
+def down(state_dir: Path, *, quiet: bool = False, purge: bool = False) -> bool:
+    """Stop every process ``up`` started (whole process groups). False if nothing was recorded.
+
+    ``purge`` also deletes the state: the state dir and the MLflow PostgreSQL database.
+    """
     state = StackState(state_dir)
     stack = state.read()
-    if stack is None:
-        if not quiet:
-            print(f"devstack is not running (no {state.file})")
-        return False
-    for name, entry in [*stack["workspaces"].items(), ("mlflow", stack["mlflow"])]:
-        stop_group(entry["pgid"])
-        if not quiet:
-            print(f"  stopped {name} (process group {entry['pgid']})")
+    if stack is None and not quiet:
+        print(f"devstack is not running (no {state.file})")
+    for name, entry in [*(stack or {}).get("workspaces", {}).items(), ("mlflow", (stack or {}).get("mlflow"))]:
+        if entry:
+            stop_group(entry["pgid"])
+            if not quiet:
+                print(f"  stopped {name} (process group {entry['pgid']})")
     state.file.unlink(missing_ok=True)
-    return True
+    if purge:
+        database = state_dir / "mlflow-database"
+        if database.exists() and postgres_available():
+            drop_postgres_database(database.read_text().strip())
+        shutil.rmtree(state_dir, ignore_errors=True)
+        if not quiet:
+            print(f"  deleted {state_dir}")
+    return stack is not None
 
 
 def print_status(state_dir: Path) -> int:

@@ -32,7 +32,7 @@ def hyperparameters_template() -> str:
 def lineage_template() -> str:
     """JSON of the tags that tie a model version to the DAG run, code and data that made it."""
     return (
-        '{"mlops.dag_id": "{{ dag.dag_id }}", "mlops.dag_run_id": "{{ run_id }}", '
-        '"mlops.git_sha": "{{ var.value.get(\'mlops_git_sha\', \'unknown\') }}", '
-        '"mlops.data_date": "{{ params.data_date or (logical_date or dag_run.run_after) | ds }}"}'
+        '{"mlops_dag_id": "{{ dag.dag_id }}", "mlops_dag_run_id": "{{ run_id }}", '
+        '"mlops_git_sha": "{{ var.value.get(\'mlops_git_sha\', \'unknown\') }}", '
+        '"mlops_data_date": "{{ params.data_date or (logical_date or dag_run.run_after) | ds }}"}'
     )

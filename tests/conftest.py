@@ -28,6 +28,7 @@ from devstack.airflow_runner import AirflowRunner, DagRunResult  # noqa: E402
 from devstack.services import (  # noqa: E402
     Service,
     create_postgres_database,
+    drop_postgres_database,
     postgres_available,
     start_mlflow_server,
     start_workspace,
@@ -60,7 +61,7 @@ def mlflow_server_postgres(tmp_path_factory) -> Service:
     )
     yield service
     service.stop()
-    _drop_postgres_database(db)
+    drop_postgres_database(db)
 
 
 @pytest.fixture(scope="session")
@@ -69,18 +70,6 @@ def mlflow_server_remote(tmp_path_factory) -> Service:
     service = start_mlflow_server(tmp_path_factory.mktemp("mlflow-remote"), name="mlflow-remote")
     yield service
     service.stop()
-
-
-def _drop_postgres_database(name: str) -> None:
-    import psycopg2
-
-    from devstack.services import POSTGRES_DSN
-
-    conn = psycopg2.connect(POSTGRES_DSN, connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 # --------------------------------------------------------------------------- workspaces
@@ -143,4 +132,4 @@ def airflow(tmp_path_factory) -> AirflowRunner:
     runner.migrate()
     yield runner
     if db_name:
-        _drop_postgres_database(db_name)
+        drop_postgres_database(db_name)

@@ -32,7 +32,7 @@ def registered(mlflow_server):
             hyperparameters={"model_type": "ridge", "alpha": alpha},
             model_name=name,
             experiment="/lifecycle-tests",
-            tags={"mlops.dag_run": "test"},
+            tags={"mlops_dag_run": "test"},
         )
         for alpha in (1.0, 5000.0)
     ]
@@ -47,7 +47,7 @@ def test_training_logs_params_metrics_signature_and_lineage(registered):
     client = MlflowClient()
     version = client.get_model_version(registered, "1")
     run = client.get_run(version.run_id)
-    assert run.data.params["alpha"] == "1.0" and run.data.tags["mlops.dag_run"] == "test"
+    assert run.data.params["alpha"] == "1.0" and run.data.tags["mlops_dag_run"] == "test"
     assert {"rmse", "r2", "mae"} <= set(run.data.metrics)
     model_info = __import__("mlflow").models.get_model_info(f"models:/{registered}/1")
     assert model_info.signature is not None and "bmi" in str(model_info.signature.inputs)
@@ -73,6 +73,8 @@ def test_validation_compares_with_the_champion_found_by_alias(registered):
     second = validate_candidate(HOLDOUT, **kwargs)
     assert second["champion_version"] == "1"
     assert second["candidate_metrics"]["rmse"] > second["champion_metrics"]["rmse"]
+    tags = MlflowClient().get_model_version(registered, "2").tags
+    assert tags["mlops_evaluation_run_id"] == second["evaluation_run_id"]
     logged = MlflowClient().get_run(second["evaluation_run_id"]).data.metrics
     assert logged["candidate_rmse"] == second["candidate_metrics"]["rmse"]
 

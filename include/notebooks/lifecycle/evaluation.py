@@ -80,13 +80,17 @@ def validate_candidate(
     )
     mlflow.set_experiment(experiment)
     tags = {
-        "mlops.candidate": f"{candidate_model_name}/{candidate_version}",
-        "mlops.champion": f"{champion_model_name}/{current}" if current else "none",
+        "mlops_candidate": f"{candidate_model_name}/{candidate_version}",
+        "mlops_champion": f"{champion_model_name}/{current}" if current else "none",
     }
     with mlflow.start_run(run_name=f"validate {candidate_model_name} v{candidate_version}", tags=tags) as run:
         mlflow.log_metrics({f"candidate_{k}": v for k, v in result["candidate"].items()})
         if result["champion"]:
             mlflow.log_metrics({f"champion_{k}": v for k, v in result["champion"].items()})
+    # The gate operator finds the evaluation through this tag when no metrics are handed to it.
+    client.set_model_version_tag(
+        candidate_model_name, str(candidate_version), "mlops_evaluation_run_id", run.info.run_id
+    )
     # Flat keys, so the release DAG hands each dict to the gate without unpacking.
     return {
         "candidate_model_name": candidate_model_name,

@@ -113,7 +113,7 @@ def train_and_register(
     version = str(info.registered_model_version)
     # Lineage on the version itself, so the registry alone tells where a model came from.
     client = mlflow.MlflowClient()
-    for key, value in {**(tags or {}), "mlops.source_run_id": run.info.run_id}.items():
+    for key, value in {**(tags or {}), "mlops_source_run_id": run.info.run_id}.items():
         client.set_model_version_tag(model_name, version, str(key), str(value))
     return {
         "model_name": model_name,

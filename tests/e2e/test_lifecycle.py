@@ -1,0 +1,229 @@
+"""The lifecycle DAGs through real `airflow dags test` runs on a real devstack.
+
+Two stacks run side by side: the main one walks a model's life (first release, a worse
+candidate blocked, a forced release, rollback, re-scoring, a failing notebook, bad params);
+the other runs the whole lifecycle while its workspaces fail 10 % of API calls.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from devstack import stack as devstack
+from devstack.airflow_runner import ROOT, DagRunResult
+from devstack.processes import free_port
+
+pytestmark = pytest.mark.e2e
+
+DAGS = ROOT / "dags"
+SCORE_DATE = "2026-11-20"
+
+
+@dataclass
+class Lifecycle:
+    """A devstack plus the DAG runs made on it, kept for the tests to inspect."""
+
+    name: str
+    state_dir: Path
+    stack: dict
+    config: dict
+    env: dict
+    runs: dict[str, DagRunResult] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def run(self, airflow, key: str, dag_id: str, conf: dict | None = None) -> DagRunResult:
+        result = airflow.dags_test(dag_id, DAGS, conf=conf, env=self.env, timeout=900)
+        self.runs[key] = result
+        return result
+
+    def mlflow(self):
+        from mlflow import MlflowClient
+
+        url = self.stack["mlflow"]["url"]
+        return MlflowClient(tracking_uri=url, registry_uri=url)
+
+    def champion(self) -> str | None:
+        model = self.config["model"]
+        try:
+            return self.mlflow().get_model_version_by_alias(model["prod_model_name"], model["champion_alias"]).version
+        except Exception:
+            return None
+
+    def workspace_runs(self, env_name: str) -> list[dict]:
+        from databricks.sdk import WorkspaceClient
+
+        ws = self.stack["workspaces"][env_name]
+        client = WorkspaceClient(host=ws["url"], token=ws["token"])
+        return [r.as_dict() for r in client.jobs.list_runs()]
+
+
+def _start(name: str, tmp_path_factory, fault_rate: float = 0.0) -> Lifecycle:
+    state_dir = tmp_path_factory.mktemp(f"devstack-{name}")
+    ports = {"mlflow": free_port(), "dev": free_port(), "staging": free_port(), "prod": free_port()}
+    stack = devstack.up(state_dir, ports=ports, fault_rate=fault_rate, quiet=True)
+    config = devstack.load_project_config_for(Path(stack["lake"]))
+    return Lifecycle(name, state_dir, stack, config, devstack.connection_env(stack, config))
+
+
+def _main_scenario(life: Lifecycle, airflow) -> None:
+    model = life.config["model"]
+    facts = life.facts
+    # 1. First release: a decent ridge model becomes the first champion; its day is scored.
+    life.run(airflow, "train_v1", "mlops_train", {"model_type": "ridge", "alpha": 1.0})
+    life.run(airflow, "release_v1", "mlops_release", {"reason": "first release"})
+    facts["champion_after_v1"] = life.champion()
+    life.run(airflow, "score_1", "mlops_batch_score", {"date": SCORE_DATE})
+    facts["predictions_1"] = _read_predictions(life)
+    # 2. A much worse candidate: the gate blocks it, the champion stays.
+    life.run(airflow, "train_v2", "mlops_train", {"model_type": "ridge", "alpha": 5000.0})
+    life.run(airflow, "release_v2", "mlops_release", {"reason": "worse candidate"})
+    facts["champion_after_blocked"] = life.champion()
+    facts["v2_status"] = life.mlflow().get_model_version(model["dev_model_name"], "2").tags.get(
+        "mlops_validation_status"
+    )
+    # 3. Forced through with lenient rules, then rolled back.
+    life.run(
+        airflow, "release_v2_forced", "mlops_release",
+        {"version": "2", "gate_rules": {"rmse": {"max": 1000}}, "reason": "forced for the test"},
+    )
+    facts["champion_after_forced"] = life.champion()
+    life.run(airflow, "rollback", "mlops_rollback", {"reason": "forced release was worse"})
+    facts["champion_after_rollback"] = life.champion()
+    # 4. Re-scoring the same day replaces its partition.
+    life.run(airflow, "score_2", "mlops_batch_score", {"date": SCORE_DATE})
+    facts["predictions_2"] = _read_predictions(life)
+    # 5. Bad params never reach Databricks.
+    runs_before = len(life.workspace_runs("dev"))
+    life.run(airflow, "bad_params", "mlops_train", {"alpha": -1})
+    facts["dev_runs_added_by_bad_params"] = len(life.workspace_runs("dev")) - runs_before
+    # 6. A failing notebook: too many bad rows in the landed data.
+    landing = Path(life.stack["lake"]) / "dev" / "landing" / "diabetes.csv"
+    good = landing.read_text()
+    lines = good.splitlines()
+    header, rows = lines[0], lines[1:]
+    landing.write_text("\n".join([header, *[",".join(["999"] * len(header.split(",")))] * 40, *rows]) + "\n")
+    try:
+        life.run(airflow, "train_bad_data", "mlops_train", {})
+    finally:
+        landing.write_text(good)
+
+
+def _read_predictions(life: Lifecycle) -> dict:
+    import pandas as pd
+
+    path = Path(life.stack["lake"]) / "prod" / "predictions" / f"date={SCORE_DATE}"
+    frame = pd.read_parquet(path)
+    return {"rows": len(frame), "ids": frame["patient_id"].nunique(), "versions": sorted(set(frame["model_version"]))}
+
+
+def _fault_scenario(life: Lifecycle, airflow) -> None:
+    life.run(airflow, "train", "mlops_train", {})
+    life.run(airflow, "release", "mlops_release", {"reason": "under faults"})
+    life.run(airflow, "score", "mlops_batch_score", {"date": SCORE_DATE})
+
+
+@pytest.fixture(scope="module")
+def lifecycles(tmp_path_factory, airflow):
+    main = _start("main", tmp_path_factory)
+    faulty = _start("faults", tmp_path_factory, fault_rate=0.1)
+
+    def guarded(life, scenario):
+        try:
+            scenario(life, airflow)
+        except Exception:
+            life.error = traceback.format_exc()
+
+    threads = [
+        threading.Thread(target=guarded, args=(main, _main_scenario)),
+        threading.Thread(target=guarded, args=(faulty, _fault_scenario)),
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        yield {"main": main, "faults": faulty}
+    finally:
+        for life in (main, faulty):
+            artifacts = ROOT / "test-artifacts" / f"devstack-{life.name}"
+            shutil.rmtree(artifacts, ignore_errors=True)
+            shutil.copytree(life.state_dir, artifacts, ignore=shutil.ignore_patterns("*.db*", "artifacts", "lake"),
+                            dirs_exist_ok=True)
+            devstack.down(life.state_dir, quiet=True, purge=True)
+
+
+def _ok(life: Lifecycle, key: str) -> DagRunResult:
+    assert life.error is None, life.error
+    result = life.runs[key]
+    assert result.succeeded, f"{key} ({result.dag_id}) ended {result.state}:\n{result.output[-5000:]}"
+    return result
+
+
+def test_full_lifecycle_trains_releases_and_scores(lifecycles):
+    life = lifecycles["main"]
+    for key in ("train_v1", "release_v1", "score_1"):
+        _ok(life, key)
+    assert life.facts["champion_after_v1"] == "1"
+    assert life.facts["predictions_1"] == {"rows": 250, "ids": 250, "versions": ["1"]}
+    version = life.mlflow().get_model_version(life.config["model"]["dev_model_name"], "1")
+    assert version.tags["mlops_dag_id"] == "mlops_train" and version.tags["mlops_source_run_id"]
+    assert "Scored 250 rows of 2026-11-20" in life.runs["score_1"].output
+
+
+def test_worse_candidate_is_blocked_and_champion_unchanged(lifecycles):
+    life = lifecycles["main"]
+    release = _ok(life, "release_v2")  # a blocked gate ends the run without failing it
+    assert "failed the validation gate" in release.output
+    assert life.facts["v2_status"] == "failed"
+    assert life.facts["champion_after_blocked"] == "1"
+
+
+def test_rollback_restores_the_previous_champion(lifecycles):
+    life = lifecycles["main"]
+    _ok(life, "release_v2_forced")
+    _ok(life, "rollback")
+    assert life.facts["champion_after_forced"] == "2"
+    assert life.facts["champion_after_rollback"] == "1"
+
+
+def test_rescoring_a_date_overwrites_its_partition(lifecycles):
+    life = lifecycles["main"]
+    _ok(life, "score_2")
+    assert life.facts["predictions_2"]["rows"] == life.facts["predictions_1"]["rows"] == 250
+    assert life.facts["predictions_2"]["ids"] == 250
+
+
+def test_failing_notebook_fails_its_task_with_the_notebook_error(lifecycles):
+    life = lifecycles["main"]
+    result = life.runs["train_bad_data"]
+    assert result.state == "failed"
+    assert "DataValidationError" in result.output and "40 of 393 rows" in result.output
+
+
+def test_bad_params_are_rejected_before_any_databricks_run(lifecycles):
+    life = lifecycles["main"]
+    result = life.runs["bad_params"]
+    assert not result.succeeded
+    assert "alpha" in result.output
+    assert life.facts["dev_runs_added_by_bad_params"] == 0
+
+
+def test_lifecycle_survives_api_faults_without_duplicates(lifecycles):
+    life = lifecycles["faults"]
+    for key in ("train", "release", "score"):
+        _ok(life, key)
+    model = life.config["model"]
+    assert len(life.mlflow().search_model_versions(f"name='{model['dev_model_name']}'")) == 1
+    assert len(life.mlflow().search_model_versions(f"name='{model['prod_model_name']}'")) == 1
+    # One job run per workspace: the workflow on dev, validation on staging, scoring on prod.
+    for env_name in ("dev", "staging", "prod"):
+        runs = life.workspace_runs(env_name)
+        assert len(runs) == 1, (env_name, json.dumps(runs)[:2000])
