@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from devstack.workspace.api import ApiError, Request, Response, Router
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.multipart import is_form_data, parse_form_data
 
 log = logging.getLogger("devstack.workspace")
 
@@ -96,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._authenticate()
                 self._maybe_inject_fault(split.path)
             handler, path_params = self.server.router.match(self.command, split.path)
-            body = self._parse_json(raw)
+            content_type = self.headers.get("Content-Type")
+            body = self._parse_form(raw, content_type) if is_form_data(content_type) else self._parse_json(raw)
             request = Request(
                 method=self.command,
                 path=split.path,
@@ -135,6 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request: expected an object")
         return body
+
+    @staticmethod
+    def _parse_form(raw: bytes, content_type: str) -> dict[str, Any]:
+        # databricks-sdk's workspace.upload posts a multipart form instead of JSON.
+        try:
+            return parse_form_data(raw, content_type)
+        except ValueError as exc:
+            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid multipart/form-data body: {exc}") from None
 
     def _authenticate(self) -> None:
         header = self.headers.get("Authorization", "")
