@@ -55,6 +55,26 @@ def _merge_by_key(old: list[dict], new: list[dict], key: str) -> list[dict]:
     return list(merged.values())
 
 
+PRINCIPALS = ("user_name", "group_name", "service_principal_name")
+PERMISSION_LEVELS = ("CAN_VIEW", "CAN_MANAGE_RUN", "IS_OWNER", "CAN_MANAGE")
+
+
+def _check_acl(acl: Any, field: str = "access_control_list") -> list[dict[str, str]]:
+    """Validate an access control list; one entry per principal, naming the field at fault."""
+    if not isinstance(acl, list):
+        raise invalid(f"Invalid value for field {field}: expected an array")
+    out = []
+    for i, entry in enumerate(acl):
+        principal = [k for k in PRINCIPALS if isinstance(entry, dict) and entry.get(k)]
+        if len(principal) != 1:
+            raise invalid(f"Invalid value for field {field}[{i}]: give exactly one of {', '.join(PRINCIPALS)}")
+        level = entry.get("permission_level")
+        if level not in PERMISSION_LEVELS:
+            raise invalid(f"Invalid value for field {field}[{i}].permission_level: expected one of {', '.join(PERMISSION_LEVELS)}")
+        out.append({principal[0]: entry[principal[0]], "permission_level": level})
+    return out
+
+
 class JobsService:
     """``ctx.services["jobs"]``: job definitions for the run manager and other modules."""
 
@@ -74,6 +94,18 @@ class JobsService:
             return 1
         return int(loads(row["settings"]).get("max_concurrent_runs", 1) or 1)
 
+    def acl(self, job_id: int) -> list[dict[str, str]]:
+        row = self.store.one("SELECT acl FROM job_permissions WHERE job_id=?", (job_id,))
+        return loads(row["acl"]) if row else []
+
+    def set_acl(self, job_id: int, acl: list[dict[str, str]], *, replace: bool) -> None:
+        merged = {} if replace else {_principal(e): e for e in self.acl(job_id)}
+        merged.update({_principal(e): e for e in acl})
+        with self.store.tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO job_permissions(job_id, acl) VALUES (?, ?)", (job_id, dumps(list(merged.values())))
+            )
+
     def save(self, job_id: int, settings: dict[str, Any], created: int | None = None) -> None:
         with self.store.tx() as conn:
             if created is None:
@@ -83,6 +115,21 @@ class JobsService:
                     "INSERT INTO jobs(job_id, name, created_time, settings) VALUES (?,?,?,?)",
                     (job_id, settings["name"], created, dumps(settings)),
                 )
+
+
+def _principal(entry: dict[str, str]) -> tuple[str, str]:
+    kind = next(k for k in PRINCIPALS if entry.get(k))
+    return kind, entry[kind]
+
+
+def render_permissions(job_id: int, acl: list[dict[str, str]]) -> dict[str, Any]:
+    entries = [{"user_name": CREATOR, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}]
+    for entry in acl:
+        kind, name = _principal(entry)
+        if (kind, name) == ("user_name", CREATOR):
+            continue
+        entries.append({kind: name, "all_permissions": [{"permission_level": entry["permission_level"], "inherited": False}]})
+    return {"object_id": f"/jobs/{job_id}", "object_type": "job", "access_control_list": entries}
 
 
 def render_job(job: dict[str, Any], expand_tasks: bool = True) -> dict[str, Any]:
@@ -105,11 +152,29 @@ def register(router, ctx: WorkspaceContext) -> None:
     ctx.services["jobs"] = jobs
     mgr = manager(ctx)
 
+    ctx.store.ensure_schema(
+        "CREATE TABLE IF NOT EXISTS job_permissions (job_id INTEGER PRIMARY KEY, acl TEXT NOT NULL);"
+    )
+
     def create(request: Request):
+        acl = _check_acl(request.body["access_control_list"]) if request.body.get("access_control_list") else None
         settings = _check_settings(dict(request.body), "settings")
         job_id = mgr.next_id("job")
         jobs.save(job_id, settings, created=int(time.time() * 1000))
+        if acl:
+            jobs.set_acl(job_id, acl, replace=True)
         return {"job_id": job_id}
+
+    def permissions(request: Request):
+        job_id = request.path_params["job_id"]
+        if not job_id.isdigit():
+            raise invalid(f"Invalid value for job_id in the path: {job_id!r} is not a job id")
+        job_id = int(job_id)
+        jobs.require(job_id)
+        if request.method in ("PATCH", "PUT"):
+            acl = _check_acl(request.body.get("access_control_list", []))
+            jobs.set_acl(job_id, acl, replace=request.method == "PUT")
+        return render_permissions(job_id, jobs.acl(job_id))
 
     def reset(request: Request):
         job_id = request.require("job_id", int)
@@ -218,3 +283,5 @@ def register(router, ctx: WorkspaceContext) -> None:
     router.add("GET", VERSIONS, "jobs/list", list_jobs)
     router.add("POST", VERSIONS, "jobs/delete", delete)
     router.add("POST", VERSIONS, "jobs/run-now", run_now)
+    for method in ("GET", "PATCH", "PUT"):
+        router.add(method, "2.0", "permissions/jobs/{job_id}", permissions)

@@ -71,3 +71,25 @@ def test_numeric_strings_are_accepted_like_databricks(api):
     settings = api.ok("GET", "2.2/jobs/get", {"job_id": str(job_id)})["settings"]
     assert settings["max_concurrent_runs"] == 2
     assert settings["tasks"][0]["max_retries"] == 1
+
+
+def test_job_permissions_from_create_and_the_sdk(workspace, api):
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import JobAccessControlRequest, JobPermissionLevel
+
+    acl = [{"group_name": "data-scientists", "permission_level": "CAN_MANAGE_RUN"}]
+    job_id = _create(api, "acl", access_control_list=acl)
+    client = WorkspaceClient(host=workspace.url, token=workspace.token)
+    levels = {
+        (a.group_name or a.user_name): a.all_permissions[0].permission_level
+        for a in client.jobs.get_permissions(str(job_id)).access_control_list
+    }
+    assert levels["data-scientists"] == JobPermissionLevel.CAN_MANAGE_RUN
+    client.jobs.update_permissions(
+        str(job_id), access_control_list=[JobAccessControlRequest(user_name="ops@example.com", permission_level=JobPermissionLevel.CAN_VIEW)]
+    )
+    names = {a.group_name or a.user_name for a in client.jobs.get_permissions(str(job_id)).access_control_list}
+    assert {"data-scientists", "ops@example.com"} <= names
+    bad = api.call("PATCH", f"2.0/permissions/jobs/{job_id}", {"access_control_list": [{"user_name": "x", "permission_level": "ROOT"}]})
+    assert bad.status_code == 400
+    assert "permission_level" in bad.json()["message"]
