@@ -57,6 +57,7 @@ class AllPurposeCluster:
         self.start_time: int | None = None
         self.terminated_time: int | None = None
         self.lock = threading.Lock()  # serializes start/stop of this cluster
+        self.libraries: list[dict[str, Any]] = []
         self.ready = threading.Event()
 
     def describe(self) -> dict[str, Any]:
@@ -296,6 +297,44 @@ def register(router, ctx: WorkspaceContext) -> None:
             ]
         }
 
+    def _library_status(cluster: AllPurposeCluster) -> dict[str, Any]:
+        note = "devstack: libraries come from the project's Python environment; nothing was installed."
+        return {
+            "cluster_id": cluster.cluster_id,
+            "library_statuses": [
+                {"library": lib, "status": "INSTALLED", "is_library_for_all_clusters": False, "messages": [note]}
+                for lib in cluster.libraries
+            ],
+        }
+
+    def _libraries(request: Request) -> tuple[AllPurposeCluster, list[dict[str, Any]]]:
+        cluster = manager.get(_cluster_id(request))
+        libraries = request.require("libraries", list)
+        if not all(isinstance(lib, dict) and lib for lib in libraries):
+            raise invalid("Invalid value for field libraries: expected objects like {'pypi': {'package': ...}}")
+        return cluster, libraries
+
+    def install_libraries(request: Request):
+        # Recorded, not installed: notebooks import from the environment the devstack runs in.
+        cluster, libraries = _libraries(request)
+        cluster.libraries += [lib for lib in libraries if lib not in cluster.libraries]
+        return {}
+
+    def uninstall_libraries(request: Request):
+        cluster, libraries = _libraries(request)
+        cluster.libraries = [lib for lib in cluster.libraries if lib not in libraries]
+        return {}
+
+    def library_status(request: Request):
+        return _library_status(manager.get(_cluster_id(request)))
+
+    def all_library_statuses(request: Request):
+        return {"statuses": [_library_status(c) for c in manager.clusters.values()]}
+
+    router.add("POST", "2.0", "libraries/install", install_libraries)
+    router.add("POST", "2.0", "libraries/uninstall", uninstall_libraries)
+    router.add("GET", "2.0", "libraries/cluster-status", library_status)
+    router.add("GET", "2.0", "libraries/all-cluster-statuses", all_library_statuses)
     router.add("GET", versions, "clusters/get", get_cluster)
     router.add("GET", versions, "clusters/list", list_clusters)
     router.add("POST", versions, "clusters/start", start_cluster)

@@ -60,3 +60,15 @@ def test_unknown_cluster_and_spark_versions(service):
     assert "nope" in response.json()["message"]
     versions = api.ok("GET", "2.1/clusters/spark-versions")["versions"]
     assert any(v["key"].startswith("15.4") for v in versions)
+
+
+def test_libraries_are_recorded_per_cluster(service):
+    client = WorkspaceClient(host=service.url, token="c")
+    from databricks.sdk.service.compute import Library, LibraryInstallStatus, PythonPyPiLibrary
+
+    lib = Library(pypi=PythonPyPiLibrary(package="scikit-learn==1.5.2"))
+    client.libraries.install("0101-000000-analysts", [lib])
+    statuses = list(client.libraries.cluster_status("0101-000000-analysts"))
+    assert [(s.library.pypi.package, s.status) for s in statuses] == [("scikit-learn==1.5.2", LibraryInstallStatus.INSTALLED)]
+    client.libraries.uninstall("0101-000000-analysts", [lib])
+    assert list(client.libraries.cluster_status("0101-000000-analysts")) == []
