@@ -19,7 +19,7 @@ from airflow.providers.databricks.operators.databricks import DatabricksRunNowOp
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.interval import CronDataIntervalTimetable
-from mlops.databricks import DatabricksNotebookResultOperator
+from mlops.notebook_results import DatabricksNotebookResultOperator
 
 from include.assets import CHAMPION
 from include.config import environment, load_config

@@ -25,8 +25,8 @@ from airflow.providers.databricks.operators.databricks import (
 )
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, task
-from mlops.databricks import DatabricksNotebookResultOperator
 from mlops.gate import parse_rules
+from mlops.notebook_results import DatabricksNotebookResultOperator
 from mlops.operators import ModelValidationGateOperator, PromoteModelVersionOperator
 
 from include.assets import CHALLENGER, CHAMPION
@@ -111,6 +111,8 @@ with DAG(
         mlflow_conn_id=MLFLOW_CONN_ID,
         model_name=MODEL["dev_model_name"],
         candidate_version=xcom("resolve_candidate"),
+        champion_model_name=MODEL["prod_model_name"],
+        champion_alias=MODEL["champion_alias"],
         rules="{{ (params.gate_rules or " + repr(GATE_RULES) + ") | tojson }}",
         candidate_metrics=xcom("read_validation_result", "candidate_metrics"),
         champion_metrics=xcom("read_validation_result", "champion_metrics"),

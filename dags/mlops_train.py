@@ -20,7 +20,7 @@ import pendulum
 from airflow.providers.databricks.operators.databricks import DatabricksNotebookOperator
 from airflow.providers.databricks.operators.databricks_workflow import DatabricksWorkflowTaskGroup
 from airflow.sdk import DAG, Param
-from mlops.databricks import DatabricksNotebookResultOperator
+from mlops.notebook_results import DatabricksNotebookResultOperator
 from mlops.operators import SetModelAliasOperator
 
 from include.assets import CHALLENGER

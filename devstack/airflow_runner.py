@@ -81,8 +81,15 @@ class AirflowRunner:
         env: dict[str, str] | None = None,
         timeout: float = 600,
     ) -> DagRunResult:
-        """Run one real DAG run with `airflow dags test` and return its output and final state."""
+        """Run one real DAG run with `airflow dags test` and return its output and final state.
+
+        When ``<dags_folder>/<dag_id>.py`` exists only that file is parsed: faster, and several
+        runs can share one metadata DB without racing to register the same DAGs.
+        """
         cmd = [str(VENV_BIN / "airflow"), "dags", "test", dag_id]
+        dag_file = dags_folder / f"{dag_id}.py"
+        if dag_file.exists():
+            cmd += ["--dagfile-path", str(dag_file)]
         if logical_date:
             cmd.append(logical_date)
         if conf is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops.databricks import idempotency_token
+from mlops.notebook_results import idempotency_token
 
 # Passed as user_defined_macros, so templates can say
 # "{{ idempotency_token(dag_run.dag_id, dag_run.run_id, ti.task_id) }}".

@@ -19,6 +19,7 @@ import pytest
 from devstack import stack as devstack
 from devstack.airflow_runner import ROOT, DagRunResult
 from devstack.processes import free_port
+from tests.conftest import RecordingAirflowRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -134,16 +135,20 @@ def _fault_scenario(life: Lifecycle, airflow) -> None:
 def lifecycles(tmp_path_factory, airflow):
     main = _start("main", tmp_path_factory)
     faulty = _start("faults", tmp_path_factory, fault_rate=0.1)
+    # The two scenarios run the same DAGs at the same moment: each gets its own metadata DB,
+    # as two Airflow deployments would.
+    faulty_airflow = RecordingAirflowRunner(tmp_path_factory.mktemp("airflow-faults"))
+    faulty_airflow.migrate()
 
-    def guarded(life, scenario):
+    def guarded(life, scenario, runner):
         try:
-            scenario(life, airflow)
+            scenario(life, runner)
         except Exception:
             life.error = traceback.format_exc()
 
     threads = [
-        threading.Thread(target=guarded, args=(main, _main_scenario)),
-        threading.Thread(target=guarded, args=(faulty, _fault_scenario)),
+        threading.Thread(target=guarded, args=(main, _main_scenario, airflow)),
+        threading.Thread(target=guarded, args=(faulty, _fault_scenario, faulty_airflow)),
     ]
     try:
         for thread in threads:
