@@ -58,6 +58,7 @@ class AllPurposeCluster:
         self.terminated_time: int | None = None
         self.lock = threading.Lock()  # serializes start/stop of this cluster
         self.libraries: list[dict[str, Any]] = []
+        self.source = "UI"
         self.ready = threading.Event()
 
     def describe(self) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class AllPurposeCluster:
             "spark_env_vars": spec.get("spark_env_vars", {}),
             "custom_tags": spec.get("custom_tags", {}),
             "default_tags": {"Vendor": "Databricks", "Creator": "devstack", "ClusterName": spec.get("cluster_name", "")},
-            "cluster_source": "UI",
+            "cluster_source": self.source,
             "creator_user_name": "devstack@localhost",
             "data_security_mode": spec.get("data_security_mode", "SINGLE_USER"),
             "state": self.state,
@@ -102,6 +103,7 @@ class ClusterManager:
             self.clusters[spec["cluster_id"]] = AllPurposeCluster(dict(spec))
         self._lock = threading.Lock()
         self._drivers: set[Any] = set()
+        self.job_clusters: dict[str, AllPurposeCluster] = {}  # job and new clusters, newest last
         self.cluster_starts = 0
         self.stopping = False
 
@@ -156,7 +158,20 @@ class ClusterManager:
         if self.stopping or (cancelled is not None and cancelled.is_set()):
             self.kill_driver(driver)
             raise ClusterStartCancelled(cluster_id)
+        if cluster_id not in self.clusters:
+            self._remember_job_cluster(cluster_id, spec, driver)
         return driver
+
+    def _remember_job_cluster(self, cluster_id: str, spec: dict[str, Any], driver) -> None:
+        """Keep job/new clusters answerable by clusters/get (cluster_instance.cluster_id of a run)."""
+        cluster = AllPurposeCluster({"cluster_name": f"job-cluster-{cluster_id}", **spec, "cluster_id": cluster_id})
+        cluster.state, cluster.state_message = "RUNNING", ""
+        cluster.driver, cluster.start_time = driver, now_ms()
+        cluster.source = "JOB"
+        with self._lock:
+            self.job_clusters[cluster_id] = cluster
+            while len(self.job_clusters) > 500:  # forget the oldest
+                self.job_clusters.pop(next(iter(self.job_clusters)))
 
     def kill_driver(self, driver) -> None:
         try:
@@ -165,6 +180,11 @@ class ClusterManager:
             log.exception("could not kill driver %s", getattr(driver, "pid", "?"))
         with self._lock:
             self._drivers.discard(driver)
+            for cluster in self.job_clusters.values():
+                if cluster.driver is driver:
+                    cluster.state, cluster.driver = "TERMINATED", None
+                    cluster.state_message = "Job cluster terminated with its run."
+                    cluster.terminated_time = now_ms()
 
     def kill_driver_async(self, driver) -> None:
         threading.Thread(target=self.kill_driver, args=(driver,), name="kill-driver", daemon=True).start()
@@ -255,7 +275,7 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def get_cluster(request: Request):
         cluster_id = _cluster_id(request)
-        cluster = manager.clusters.get(cluster_id)
+        cluster = manager.clusters.get(cluster_id) or manager.job_clusters.get(cluster_id)
         if cluster is None:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {cluster_id} does not exist")
         return cluster.describe()

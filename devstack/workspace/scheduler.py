@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import heapq
 import itertools
 import logging
@@ -810,7 +811,7 @@ class RunManager:
             return None  # still launching: the launcher sees the event and stops
         driver, exclusive = execution
         if exclusive:
-            return lambda: driver.kill()
+            return lambda: self.clusters.kill_driver(driver)
         return lambda: driver.cancel(str(task.run_id), grace=5.0)
 
     def cancel(self, run_id: int) -> None:
@@ -841,7 +842,7 @@ class RunManager:
             action = self._cancel_task(task)
             if action and not (execution and execution[0] in doomed):
                 slow.append(action)
-        slow += [driver.kill for driver in doomed]
+        slow += [functools.partial(self.clusters.kill_driver, driver) for driver in doomed]
         self._advance(parent)
         self._pump()
         return slow

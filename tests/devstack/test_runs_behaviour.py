@@ -42,8 +42,16 @@ def test_tasks_sharing_a_job_cluster_start_it_once(api):
     assert run["state"]["result_state"] == "SUCCESS"
     assert run["devstack"]["cluster_starts"] == 1
     tasks = _by_key(run)
-    assert tasks["first"]["cluster_instance"]["cluster_id"] == tasks["second"]["cluster_instance"]["cluster_id"]
+    cluster_id = tasks["first"]["cluster_instance"]["cluster_id"]
+    assert tasks["second"]["cluster_instance"]["cluster_id"] == cluster_id
     as_run(run)  # parses with the sdk's dataclasses
+    # the job cluster ended with its run
+    deadline = time.monotonic() + 15
+    cluster = api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})
+    while cluster["state"] != "TERMINATED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        cluster = api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})
+    assert (cluster["state"], cluster["cluster_source"]) == ("TERMINATED", "JOB")
 
 
 def test_depends_on_and_run_if(api):
