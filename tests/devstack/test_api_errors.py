@@ -124,3 +124,31 @@ def test_fault_rate_answers_429_or_503_with_retry_after(tmp_path):
         assert api.call("GET", "2.0/devstack/stats").status_code == 200
     finally:
         service.stop()
+
+
+def test_provider_hook_rides_out_injected_faults(tmp_path, monkeypatch):
+    import base64
+    import json
+    import time
+
+    service = start_workspace("flaky", tmp_path / "ws", token="t", extra_args=["--fault-rate", "0.3"])
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_FLAKY", json.dumps(
+            {"conn_type": "databricks", "host": "127.0.0.1", "port": service.port, "schema": "http", "password": "t"}
+        ))
+        from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
+        hook = DatabricksHook("databricks_flaky", retry_limit=12, retry_delay=0.05)
+        source = base64.b64encode(b'# Databricks notebook source\ndbutils.notebook.exit("survived")\n').decode()
+        hook._do_api_call(("POST", "2.0/workspace/import"),
+                          {"path": "/Shared/survive", "format": "SOURCE", "language": "PYTHON", "content": source})
+        run_id = hook.submit_run({"run_name": "survive", "new_cluster": {"num_workers": 0},
+                                  "notebook_task": {"notebook_path": "/Shared/survive"}})
+        deadline = time.monotonic() + 60
+        while not hook.get_run_state(run_id).is_terminal and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert hook.get_run_state(run_id).is_successful
+        task_run_id = hook.get_run_tasks(run_id)[0]["run_id"]
+        assert hook.get_run_output(task_run_id)["notebook_output"]["result"] == "survived"
+    finally:
+        service.stop()
