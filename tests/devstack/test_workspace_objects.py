@@ -111,11 +111,6 @@ def test_auto_import_tells_notebooks_from_files(ws_sdk, folder):
     assert ws_sdk.workspace.export(f"{folder}/data.csv").file_type == "csv"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py parses only JSON bodies; workspace.upload posts multipart/form-data "
-    "(devstack.workspace.multipart.parse_form_data is ready for it)",
-)
 def test_sdk_upload_and_download(ws_sdk, folder):
     ws_sdk.workspace.upload(
         f"{folder}/up.py",
