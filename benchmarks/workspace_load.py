@@ -84,7 +84,10 @@ def tree_rss(proc: psutil.Process) -> tuple[int, int]:
 
 
 def task_of(args, notebook: str, params: dict | None = None) -> dict:
-    task = {"task_key": "main", "notebook_task": {"notebook_path": f"{FOLDER}/{notebook}", "base_parameters": params or {}}}
+    task = {
+        "task_key": "main",
+        "notebook_task": {"notebook_path": f"{FOLDER}/{notebook}", "base_parameters": params or {}},
+    }
     if args.cluster == "existing":
         task["existing_cluster_id"] = args.cluster_id
     else:
@@ -108,9 +111,16 @@ def warm_path(client: Client, args, samples: int = 10) -> dict:
     latencies = []
     for _ in range(samples):
         started = time.perf_counter()
-        run_id = client.call("POST", "2.2/jobs/runs/submit", {
-            "run_name": "warm", "tasks": [{**task_of(args, "empty"), "existing_cluster_id": args.cluster_id,
-                                            "new_cluster": None}]})["run_id"]
+        run_id = client.call(
+            "POST",
+            "2.2/jobs/runs/submit",
+            {
+                "run_name": "warm",
+                "tasks": [
+                    {**task_of(args, "empty"), "existing_cluster_id": args.cluster_id, "new_cluster": None}
+                ],
+            },
+        )["run_id"]
         run = wait_terminal(client, run_id, 30)
         assert run["state"]["result_state"] == "SUCCESS", run["state"]
         latencies.append((time.perf_counter() - started) * 1000)
@@ -118,13 +128,27 @@ def warm_path(client: Client, args, samples: int = 10) -> dict:
     job_cluster_gaps = []
     for _ in range(3):
         tasks = [
-            {"task_key": "first", "notebook_task": {"notebook_path": f"{FOLDER}/empty"}, "job_cluster_key": "c"},
-            {"task_key": "second", "notebook_task": {"notebook_path": f"{FOLDER}/empty"}, "job_cluster_key": "c",
-             "depends_on": [{"task_key": "first"}]},
+            {
+                "task_key": "first",
+                "notebook_task": {"notebook_path": f"{FOLDER}/empty"},
+                "job_cluster_key": "c",
+            },
+            {
+                "task_key": "second",
+                "notebook_task": {"notebook_path": f"{FOLDER}/empty"},
+                "job_cluster_key": "c",
+                "depends_on": [{"task_key": "first"}],
+            },
         ]
-        run_id = client.call("POST", "2.2/jobs/runs/submit", {
-            "run_name": "warm-job-cluster", "job_clusters": [{"job_cluster_key": "c", "new_cluster": CLUSTER}],
-            "tasks": tasks})["run_id"]
+        run_id = client.call(
+            "POST",
+            "2.2/jobs/runs/submit",
+            {
+                "run_name": "warm-job-cluster",
+                "job_clusters": [{"job_cluster_key": "c", "new_cluster": CLUSTER}],
+                "tasks": tasks,
+            },
+        )["run_id"]
         run = wait_terminal(client, run_id, 60)
         assert run["state"]["result_state"] == "SUCCESS", run["state"]
         by_key = {t["task_key"]: t for t in run["tasks"]}
@@ -132,7 +156,10 @@ def warm_path(client: Client, args, samples: int = 10) -> dict:
         assert run["devstack"]["cluster_starts"] == 1
     return {
         "all_purpose_submit_to_success_ms": {
-            "p50": round(statistics.median(latencies), 1), "max": round(max(latencies), 1), "samples": latencies},
+            "p50": round(statistics.median(latencies), 1),
+            "max": round(max(latencies), 1),
+            "samples": latencies,
+        },
         "job_cluster_second_task_ms": {"max": max(job_cluster_gaps), "samples": job_cluster_gaps},
     }
 
@@ -142,27 +169,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--parallel", type=int, default=8, help="--max-parallel-runs of the workspace")
     parser.add_argument("--sleep", type=float, default=2.0, help="seconds each notebook sleeps")
-    parser.add_argument("--cluster", choices=("existing", "new"), default="existing",
-                        help="existing: all runs on the all-purpose cluster; new: a fresh driver per run")
+    parser.add_argument(
+        "--cluster",
+        choices=("existing", "new"),
+        default="existing",
+        help="existing: all runs on the all-purpose cluster; new: a fresh driver per run",
+    )
     parser.add_argument("--pollers", type=int, default=4, help="threads polling runs/get during the load")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="ws-bench-") as tmp:
         service = start_workspace(
-            "bench", Path(tmp) / "ws", token=TOKEN, extra_args=["--max-parallel-runs", str(args.parallel), "--log-level", "WARNING"]
+            "bench",
+            Path(tmp) / "ws",
+            token=TOKEN,
+            extra_args=["--max-parallel-runs", str(args.parallel), "--log-level", "WARNING"],
         )
         try:
             result = run_benchmark(service, args)
         finally:
             service.stop()
-    result["command"] = "python -m benchmarks.workspace_load " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["command"] = "python -m benchmarks.workspace_load " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"workspace_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2))
     summary = {k: v for k, v in result.items() if k not in ("warm_path",)}
     print(json.dumps(summary, indent=2))
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "samples"} for k, v in result["warm_path"].items()}))
+    print(
+        json.dumps(
+            {k: {kk: vv for kk, vv in v.items() if kk != "samples"} for k, v in result["warm_path"].items()}
+        )
+    )
     print(f"results written to {path}")
     return 0 if result["lost_or_stuck"] == 0 else 1
 
@@ -172,21 +212,46 @@ def run_benchmark(service, args) -> dict:
     proc = psutil.Process(service.process.pid)
     for name, body in NOTEBOOKS.items():
         client.call("POST", "2.0/workspace/mkdirs", {"path": FOLDER})
-        client.call("POST", "2.0/workspace/import", {
-            "path": f"{FOLDER}/{name}", "format": "SOURCE", "language": "PYTHON", "overwrite": True,
-            "content": base64.b64encode(f"# Databricks notebook source\n{body}".encode()).decode()})
+        client.call(
+            "POST",
+            "2.0/workspace/import",
+            {
+                "path": f"{FOLDER}/{name}",
+                "format": "SOURCE",
+                "language": "PYTHON",
+                "overwrite": True,
+                "content": base64.b64encode(f"# Databricks notebook source\n{body}".encode()).decode(),
+            },
+        )
     args.cluster_id = client.call("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
     # warm the all-purpose cluster so the load measures the scheduler, not one cluster start
-    wait_terminal(client, client.call("POST", "2.2/jobs/runs/submit", {
-        "run_name": "warm-up", "tasks": [{**task_of(args, "empty"), "existing_cluster_id": args.cluster_id,
-                                          "new_cluster": None}]})["run_id"], 60)
+    wait_terminal(
+        client,
+        client.call(
+            "POST",
+            "2.2/jobs/runs/submit",
+            {
+                "run_name": "warm-up",
+                "tasks": [
+                    {**task_of(args, "empty"), "existing_cluster_id": args.cluster_id, "new_cluster": None}
+                ],
+            },
+        )["run_id"],
+        60,
+    )
     rss_idle_own, rss_idle_tree = tree_rss(proc)
 
     body = {"queue": {"enabled": True}, "tasks": [task_of(args, "sleep", {"seconds": str(args.sleep)})]}
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        run_ids = list(pool.map(lambda i: client.call("POST", "2.2/jobs/runs/submit", {**body, "run_name": f"load-{i}"})["run_id"],
-                                range(args.runs)))
+        run_ids = list(
+            pool.map(
+                lambda i: client.call("POST", "2.2/jobs/runs/submit", {**body, "run_name": f"load-{i}"})[
+                    "run_id"
+                ],
+                range(args.runs),
+            )
+        )
     submit_seconds = time.perf_counter() - started
     stats_after_submit = client.call("GET", "2.0/devstack/stats")
     rss_queued_own, rss_queued_tree = tree_rss(proc)
@@ -240,9 +305,13 @@ def run_benchmark(service, args) -> dict:
     warm = warm_path(client, args)
     running_tree_extra = peak["tree"] - rss_idle_tree
     return {
-        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    # other work on the box skews every figure: record how busy it was
-                    "loadavg_1min_at_end": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # other work on the box skews every figure: record how busy it was
+            "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
+        },
         "runs": args.runs,
         "max_parallel_runs": args.parallel,
         "notebook_sleep_seconds": args.sleep,

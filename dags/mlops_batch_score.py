@@ -46,7 +46,10 @@ with DAG(
     user_defined_macros=MACROS,
     params={
         "date": Param(
-            None, type=["null", "string"], format="date", title="Date to score",
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Date to score",
             description="YYYY-MM-DD of the input partition. Empty: the run's data interval, or the newest "
             "partition for runs started by a new champion.",
         ),
@@ -66,7 +69,9 @@ with DAG(
             date = data_interval_start.strftime("%Y-%m-%d")
         else:
             date = "latest"
-        print(f"Scoring {date} with {MODEL['prod_model_name']} version {version} ({MODEL['champion_alias']}).")
+        print(
+            f"Scoring {date} with {MODEL['prod_model_name']} version {version} ({MODEL['champion_alias']})."
+        )
         return {"model_version": str(version), "date": date}
 
     scoring_run = resolve_scoring_run()
@@ -80,6 +85,8 @@ with DAG(
             "date": xcom("resolve_scoring_run", "date"),
         },
         idempotency_token=IDEMPOTENCY_TOKEN,
+        # Long waits free the worker slot: the triggerer polls every 2 s (the default is 30 s).
+        deferrable=True,
         polling_period_seconds=2,
     )
     scoring_result = DatabricksNotebookResultOperator(

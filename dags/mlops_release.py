@@ -56,20 +56,31 @@ with DAG(
     user_defined_macros=MACROS,
     params={
         "version": Param(
-            None, type=["null", "string"], pattern=r"^[0-9]+$", title="Candidate version",
+            None,
+            type=["null", "string"],
+            pattern=r"^[0-9]+$",
+            title="Candidate version",
             description=f"Version of {MODEL['dev_model_name']} to release. Empty: the "
             f"'{MODEL['challenger_alias']}' alias.",
         ),
         "require_approval": Param(
-            CONFIG["gate"]["require_approval"], type="boolean", title="Require approval",
+            CONFIG["gate"]["require_approval"],
+            type="boolean",
+            title="Require approval",
             description="Wait for a person to approve in the Airflow UI before promoting.",
         ),
         "gate_rules": Param(
-            None, type=["null", "object"], title="Gate rules override",
+            None,
+            type=["null", "object"],
+            title="Gate rules override",
             description='Replaces the configured rules for this run, e.g. {"rmse": {"max": 60}}.',
         ),
         "reason": Param(
-            "", type="string", maxLength=500, title="Reason", description="Recorded in the promotion history.",
+            "",
+            type="string",
+            maxLength=500,
+            title="Reason",
+            description="Recorded in the promotion history.",
         ),
     },
 ) as dag:
@@ -82,7 +93,9 @@ with DAG(
         hook = MlflowRegistryHook(MLFLOW_CONN_ID)
         if params.get("version"):
             return str(hook.get_model_version(MODEL["dev_model_name"], params["version"]).version)
-        return str(hook.get_model_version_by_alias(MODEL["dev_model_name"], MODEL["challenger_alias"]).version)
+        return str(
+            hook.get_model_version_by_alias(MODEL["dev_model_name"], MODEL["challenger_alias"]).version
+        )
 
     candidate = resolve_candidate()
 
@@ -98,6 +111,8 @@ with DAG(
         job_id=xcom("deploy_validation_job"),
         notebook_params={"candidate_version": xcom("resolve_candidate")},
         idempotency_token=IDEMPOTENCY_TOKEN,
+        # Long waits free the worker slot: the triggerer polls every 2 s (the default is 30 s).
+        deferrable=True,
         polling_period_seconds=2,
     )
     validation_result = DatabricksNotebookResultOperator(

@@ -29,11 +29,17 @@ with DAG(
     tags=["mlops", "rollback", "prod"],
     params={
         "reason": Param(
-            type="string", minLength=5, maxLength=500, title="Reason",
+            type="string",
+            minLength=5,
+            maxLength=500,
+            title="Reason",
             description="Why the champion is rolled back (kept in the model's audit history).",
         ),
         "to_version": Param(
-            None, type=["null", "string"], pattern=r"^[0-9]+$", title="Roll back to version",
+            None,
+            type=["null", "string"],
+            pattern=r"^[0-9]+$",
+            title="Roll back to version",
             description=f"A version of {MODEL['prod_model_name']}. Empty: the previous champion.",
         ),
     },

@@ -1,9 +1,9 @@
 """The devstack command line.
 
-    python -m devstack up       start MLflow and the dev/staging/prod workspaces in the background
-    python -m devstack status   show what runs
-    python -m devstack down     stop all of it
-    python -m devstack demo     the whole lifecycle on a devstack it starts and stops (make demo)
+python -m devstack up       start MLflow and the dev/staging/prod workspaces in the background
+python -m devstack status   show what runs
+python -m devstack down     stop all of it
+python -m devstack demo     the whole lifecycle on a devstack it starts and stops (make demo)
 """
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ DEFAULT_STATE = ROOT / ".devstack"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.split("\n")[0])
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="state and logs (default .devstack/)")
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE, help="state and logs (default .devstack/)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the devstack in the background")
     up.add_argument("--mlflow-port", type=int, default=5500)
     up.add_argument("--workspace-ports", default="8001,8002,8003", help="dev,staging,prod ports")
     up.add_argument("--sqlite", action="store_true", help="MLflow on SQLite even when PostgreSQL answers")
-    up.add_argument("--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503")
+    up.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503"
+    )
     up.add_argument("--cluster-start-seconds", type=float, default=0.0, help="simulated cluster start time")
     down = sub.add_parser("down", help="stop everything `up` started")
     down.add_argument("--purge", action="store_true", help="also delete the state (registry, runs, lake)")
@@ -50,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                 fault_rate=args.fault_rate,
                 cluster_start_seconds=args.cluster_start_seconds,
             )
-            print("Load the connections into a shell with:  set -a; . " + str(stack.StackState(state_dir).env_file))
+            print(
+                "Load the connections into a shell with:  set -a; . "
+                + str(stack.StackState(state_dir).env_file)
+            )
             return 0
         if args.command == "down":
             stack.down(state_dir, purge=args.purge)

@@ -28,12 +28,16 @@ class DemoError(RuntimeError):
     """A DAG run of the demo did not succeed."""
 
 
-def _run(airflow: AirflowRunner, env: dict, dag_id: str, log_dir: Path, conf: dict | None = None) -> DagRunResult:
+def _run(
+    airflow: AirflowRunner, env: dict, dag_id: str, log_dir: Path, conf: dict | None = None
+) -> DagRunResult:
     started = time.monotonic()
     result = airflow.dags_test(dag_id, ROOT / "dags", conf=conf, env=env, timeout=1800)
     log = log_dir / f"{dag_id}.log"
     log.write_text(result.output)
-    print(f"  {dag_id:18} {result.state or 'did not finish'} in {time.monotonic() - started:.0f}s  (log: {log})")
+    print(
+        f"  {dag_id:18} {result.state or 'did not finish'} in {time.monotonic() - started:.0f}s  (log: {log})"
+    )
     if not result.succeeded:
         tail = "\n".join(line for line in result.output.splitlines()[-40:])
         raise DemoError(f"{dag_id} ended {result.state or 'without finishing'}; its log is {log}\n{tail}")
@@ -73,14 +77,20 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
         lines.append("previous champion  none (first release: only absolute rules apply)")
     failed = re.search(r"failed the validation gate: (.*?)[\"']?(?:\x1b|$)", release.output, re.MULTILINE)
     if status == "passed":
-        lines.append(f"gate               PASSED -> promoted to {model['prod_model_name']} v{champion.version}")
+        lines.append(
+            f"gate               PASSED -> promoted to {model['prod_model_name']} v{champion.version}"
+        )
     else:
         reason = failed.group(1).strip() if failed else "see the release log"
         lines.append(f"gate               BLOCKED, champion unchanged: {reason}")
-    lines.append(f"champion           {model['prod_model_name']} v{champion.version} (alias {model['champion_alias']})")
+    lines.append(
+        f"champion           {model['prod_model_name']} v{champion.version} (alias {model['champion_alias']})"
+    )
     scored = re.search(r"Scored (\d+) rows of (\S+) with (\S+) v(\d+) into (\S+?)\.(?:\s|$)", score.output)
     if scored:
-        lines.append(f"batch scoring      {scored.group(1)} rows of {scored.group(2)} with v{scored.group(4)}")
+        lines.append(
+            f"batch scoring      {scored.group(1)} rows of {scored.group(2)} with v{scored.group(4)}"
+        )
         lines.append(f"predictions        {scored.group(5)}")
     lines.append(f"MLflow UI          {mlflow_url}/#/models/{model['prod_model_name']}")
     return lines
@@ -89,7 +99,9 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
 def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
     began = time.monotonic()
     running = devstack.status(state_dir)
-    already_up = bool(running) and all(e["alive"] for e in [running["mlflow"], *running["workspaces"].values()])
+    already_up = bool(running) and all(
+        e["alive"] for e in [running["mlflow"], *running["workspaces"].values()]
+    )
     print(f"devstack demo (state in {state_dir})")
     stack = devstack.up(state_dir)
     try:
@@ -105,7 +117,9 @@ def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
         round_file.write_text(str(demo_round + 1))
         print(f"\nRound {demo_round + 1}: training a candidate with {hyperparameters}")
         _run(airflow, env, "mlops_train", log_dir, conf=hyperparameters)
-        release = _run(airflow, env, "mlops_release", log_dir, conf={"reason": f"make demo, round {demo_round + 1}"})
+        release = _run(
+            airflow, env, "mlops_release", log_dir, conf={"reason": f"make demo, round {demo_round + 1}"}
+        )
         score = _run(airflow, env, "mlops_batch_score", log_dir)
         print("\nSummary")
         for line in _summary(stack["mlflow"]["url"], config, release, score):
@@ -118,7 +132,9 @@ def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
         return 1
     finally:
         if keep_running or already_up:
-            print(f"\nThe devstack keeps running; stop it with `python -m devstack down`. Env: {devstack.StackState(state_dir).env_file}")
+            print(
+                f"\nThe devstack keeps running; stop it with `python -m devstack down`. Env: {devstack.StackState(state_dir).env_file}"
+            )
         else:
             devstack.down(state_dir, quiet=True)
             print("\nStopped the devstack.")

@@ -100,7 +100,9 @@ class ManagedProcess:
                     )
                 self._cond.wait(min(remaining, 0.5))
 
-    def _wait_for_line_in_log(self, regex: re.Pattern, pattern: str, deadline: float, timeout: float) -> re.Match:
+    def _wait_for_line_in_log(
+        self, regex: re.Pattern, pattern: str, deadline: float, timeout: float
+    ) -> re.Match:
         """Detached processes write straight to their log file: poll it."""
         while True:
             try:
@@ -189,8 +191,13 @@ def start_process(
         # A fresh log: the readiness check reads it, and must not see an older run's lines.
         with open(log_path, "w", encoding="utf-8") as log:
             popen = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=cwd, start_new_session=True,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
             )
         return ManagedProcess(name=name, popen=popen, log_path=log_path)
     popen = subprocess.Popen(
@@ -215,7 +222,9 @@ def wait_for_http(url: str, timeout: float, proc: ManagedProcess | None = None) 
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise ProcessStartError(f"{proc.name} exited with code {proc.returncode}; see {proc.log_path}:\n{proc.tail()}")
+            raise ProcessStartError(
+                f"{proc.name} exited with code {proc.returncode}; see {proc.log_path}:\n{proc.tail()}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status < 500:

@@ -98,15 +98,23 @@ def start_mlflow_server(
     port = port or free_port()
     backend = backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
     cmd = [
-        _bin("mlflow"), "server",
-        "--backend-store-uri", backend,
-        "--artifacts-destination", str(data_dir / "artifacts"),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
+        _bin("mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(data_dir / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = start_process(name, cmd, log_path=data_dir / f"{name}.log", env=env, cwd=data_dir, detached=detached)
+    proc = start_process(
+        name, cmd, log_path=data_dir / f"{name}.log", env=env, cwd=data_dir, detached=detached
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", startup_timeout, proc)
@@ -132,12 +140,19 @@ def start_workspace(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [
-        sys.executable, "-m", "devstack.workspace",
-        "--name", name,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--data-dir", str(data_dir),
-        "--token", token,
+        sys.executable,
+        "-m",
+        "devstack.workspace",
+        "--name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--token",
+        token,
     ]
     if mlflow_tracking_uri:
         cmd += ["--mlflow-tracking-uri", mlflow_tracking_uri]
@@ -148,7 +163,11 @@ def start_workspace(
         p for p in (str(project_root), proc_env.get("PYTHONPATH", "")) if p
     )
     proc = start_process(
-        f"workspace-{name}", cmd, log_path=data_dir / "workspace.log", env=proc_env, cwd=project_root,
+        f"workspace-{name}",
+        cmd,
+        log_path=data_dir / "workspace.log",
+        env=proc_env,
+        cwd=project_root,
         detached=detached,
     )
     try:

@@ -81,7 +81,13 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
         ws = stack["workspaces"][name]
         conn_id = config["environments"][name]["databricks_conn_id"]
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
-            {"conn_type": "databricks", "host": "127.0.0.1", "port": ws["port"], "schema": "http", "password": ws["token"]}
+            {
+                "conn_type": "databricks",
+                "host": "127.0.0.1",
+                "port": ws["port"],
+                "schema": "http",
+                "password": ws["token"],
+            }
         )
     mlflow_conn = config["registry"]["mlflow_conn_id"]
     env[f"AIRFLOW_CONN_{mlflow_conn.upper()}"] = json.dumps(
@@ -95,7 +101,9 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
 
 def _git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -105,7 +113,10 @@ def seed_lake(lake: Path) -> None:
     """Copy the sample data where the devstack overlay of include/config expects it."""
     copies = {
         SAMPLE_DATA / "landing" / "diabetes.csv": lake / "dev" / "landing" / "diabetes.csv",
-        SAMPLE_DATA / "holdout" / "diabetes_holdout.csv": lake / "staging" / "holdout" / "diabetes_holdout.csv",
+        SAMPLE_DATA / "holdout" / "diabetes_holdout.csv": lake
+        / "staging"
+        / "holdout"
+        / "diabetes_holdout.csv",
     }
     for source, target in copies.items():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +141,10 @@ def import_notebooks(url: str, token: str, folder: str) -> int:
         client.workspace.mkdirs(target.rsplit("/", 1)[0])
         # AUTO: a .py with the notebook header becomes a notebook (named without .py), others files.
         client.workspace.import_(
-            target, content=base64.b64encode(path.read_bytes()).decode(), format=ImportFormat.AUTO, overwrite=True
+            target,
+            content=base64.b64encode(path.read_bytes()).decode(),
+            format=ImportFormat.AUTO,
+            overwrite=True,
         )
         count += 1
     return count
@@ -193,8 +207,13 @@ def up(
         extra = ["--cluster-start-seconds", str(cluster_start_seconds), "--fault-rate", str(fault_rate)]
         for name in ENVIRONMENTS:
             ws = start_workspace(
-                name, state_dir / f"workspace-{name}", token=tokens[name], port=ports[name],
-                mlflow_tracking_uri=mlflow.url, extra_args=extra, detached=True,
+                name,
+                state_dir / f"workspace-{name}",
+                token=tokens[name],
+                port=ports[name],
+                mlflow_tracking_uri=mlflow.url,
+                extra_args=extra,
+                detached=True,
             )
             started.append(ws)
             workspaces[name] = ws
@@ -203,8 +222,12 @@ def up(
             "state_dir": str(state_dir),
             "lake": str(state.lake),
             "git_sha": _git_sha(),
-            "mlflow": {"url": mlflow.url, "port": mlflow.port, "pgid": mlflow.process.pid,
-                       "backend": "postgresql" if use_postgres else "sqlite"},
+            "mlflow": {
+                "url": mlflow.url,
+                "port": mlflow.port,
+                "pgid": mlflow.process.pid,
+                "backend": "postgresql" if use_postgres else "sqlite",
+            },
             "workspaces": {
                 name: {"url": ws.url, "port": ws.port, "token": ws.token, "pgid": ws.process.pid}
                 for name, ws in workspaces.items()
@@ -271,7 +294,10 @@ def down(state_dir: Path, *, quiet: bool = False, purge: bool = False) -> bool:
     stack = state.read()
     if stack is None and not quiet:
         print(f"devstack is not running (no {state.file})")
-    for name, entry in [*(stack or {}).get("workspaces", {}).items(), ("mlflow", (stack or {}).get("mlflow"))]:
+    for name, entry in [
+        *(stack or {}).get("workspaces", {}).items(),
+        ("mlflow", (stack or {}).get("mlflow")),
+    ]:
         if entry:
             stop_group(entry["pgid"])
             if not quiet:
@@ -294,7 +320,8 @@ def print_status(state_dir: Path) -> int:
         return 1
     rows = [("mlflow", stack["mlflow"]), *stack["workspaces"].items()]
     for name, entry in rows:
-        print(f"  {name:8} {entry['url']:28} {'running' if entry['alive'] else 'STOPPED'}  (pgid {entry['pgid']})")
+        print(
+            f"  {name:8} {entry['url']:28} {'running' if entry['alive'] else 'STOPPED'}  (pgid {entry['pgid']})"
+        )
     print(f"  env file {StackState(state_dir).env_file}")
     return 0 if all(entry["alive"] for _, entry in rows) else 1
-

@@ -16,7 +16,6 @@ def xcom(task_id: str, key: str | None = None) -> str:
     return "{{ " + (f"{value}['{key}']" if key else value) + " }}"
 
 
-
 # The trigger form's choices; tests check they match lifecycle.training.MODEL_TYPES.
 MODEL_TYPES = ("ridge", "random_forest", "gradient_boosting")
 
@@ -33,6 +32,6 @@ def lineage_template() -> str:
     """JSON of the tags that tie a model version to the DAG run, code and data that made it."""
     return (
         '{"mlops_dag_id": "{{ dag.dag_id }}", "mlops_dag_run_id": "{{ run_id }}", '
-        '"mlops_git_sha": "{{ var.value.get(\'mlops_git_sha\', \'unknown\') }}", '
+        "\"mlops_git_sha\": \"{{ var.value.get('mlops_git_sha', 'unknown') }}\", "
         '"mlops_data_date": "{{ params.data_date or (logical_date or dag_run.run_after) | ds }}"}'
     )

@@ -26,14 +26,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="workspace name, e.g. dev, staging, prod")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
-    parser.add_argument("--data-dir", type=Path, required=True, help="state, notebooks, DBFS and logs live here")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="state, notebooks, DBFS and logs live here"
+    )
     parser.add_argument("--token", required=True, help="the bearer token clients must send")
     parser.add_argument("--mlflow-tracking-uri", default=None, help="MLFLOW_TRACKING_URI given to notebooks")
     parser.add_argument(
         "--cluster-start-seconds", type=float, default=0.0, help="extra delay of each cluster start (PENDING)"
     )
-    parser.add_argument("--max-parallel-runs", type=int, default=8, help="task runs executing at once; the rest queue")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="fraction of API calls answered 429/503")
+    parser.add_argument(
+        "--max-parallel-runs", type=int, default=8, help="task runs executing at once; the rest queue"
+    )
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fraction of API calls answered 429/503"
+    )
     parser.add_argument(
         "--config", type=Path, default=None, help='JSON file: {"clusters": [all-purpose cluster specs]}'
     )
@@ -51,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,11 @@ class AllPurposeCluster:
             "spark_conf": spec.get("spark_conf", {}),
             "spark_env_vars": spec.get("spark_env_vars", {}),
             "custom_tags": spec.get("custom_tags", {}),
-            "default_tags": {"Vendor": "Databricks", "Creator": "devstack", "ClusterName": spec.get("cluster_name", "")},
+            "default_tags": {
+                "Vendor": "Databricks",
+                "Creator": "devstack",
+                "ClusterName": spec.get("cluster_name", ""),
+            },
             "cluster_source": self.source,
             "creator_user_name": "devstack@localhost",
             "data_security_mode": spec.get("data_security_mode", "SINGLE_USER"),
@@ -164,7 +168,9 @@ class ClusterManager:
 
     def _remember_job_cluster(self, cluster_id: str, spec: dict[str, Any], driver) -> None:
         """Keep job/new clusters answerable by clusters/get (cluster_instance.cluster_id of a run)."""
-        cluster = AllPurposeCluster({"cluster_name": f"job-cluster-{cluster_id}", **spec, "cluster_id": cluster_id})
+        cluster = AllPurposeCluster(
+            {"cluster_name": f"job-cluster-{cluster_id}", **spec, "cluster_id": cluster_id}
+        )
         cluster.state, cluster.state_message = "RUNNING", ""
         cluster.driver, cluster.start_time = driver, now_ms()
         cluster.source = "JOB"
@@ -322,7 +328,12 @@ def register(router, ctx: WorkspaceContext) -> None:
         return {
             "cluster_id": cluster.cluster_id,
             "library_statuses": [
-                {"library": lib, "status": "INSTALLED", "is_library_for_all_clusters": False, "messages": [note]}
+                {
+                    "library": lib,
+                    "status": "INSTALLED",
+                    "is_library_for_all_clusters": False,
+                    "messages": [note],
+                }
                 for lib in cluster.libraries
             ],
         }
@@ -331,7 +342,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         cluster = manager.get(_cluster_id(request))
         libraries = request.require("libraries", list)
         if not all(isinstance(lib, dict) and lib for lib in libraries):
-            raise invalid("Invalid value for field libraries: expected objects like {'pypi': {'package': ...}}")
+            raise invalid(
+                "Invalid value for field libraries: expected objects like {'pypi': {'package': ...}}"
+            )
         return cluster, libraries
 
     def install_libraries(request: Request):

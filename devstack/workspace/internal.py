@@ -26,7 +26,9 @@ def register(router, ctx: WorkspaceContext) -> None:
             raise invalid("Missing required field: value")
         encoded = json.dumps(request.body["value"])
         if len(encoded.encode()) > MAX_VALUE_BYTES:
-            raise invalid(f"Task value {key!r} is {len(encoded)} bytes; the limit is {MAX_VALUE_BYTES} bytes.")
+            raise invalid(
+                f"Task value {key!r} is {len(encoded)} bytes; the limit is {MAX_VALUE_BYTES} bytes."
+            )
         mgr.get(job_run_id)
         with ctx.store.tx() as conn:
             conn.execute(
@@ -40,7 +42,8 @@ def register(router, ctx: WorkspaceContext) -> None:
         task_key = request.require("task_key", str)
         key = request.require("key", str)
         row = ctx.store.one(
-            "SELECT value FROM task_values WHERE job_run_id=? AND task_key=? AND key=?", (job_run_id, task_key, key)
+            "SELECT value FROM task_values WHERE job_run_id=? AND task_key=? AND key=?",
+            (job_run_id, task_key, key),
         )
         if row is None:
             raise not_found(f"No task value {key!r} was set by task {task_key!r} in job run {job_run_id}.")

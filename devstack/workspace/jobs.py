@@ -40,7 +40,9 @@ def _check_settings(settings: dict[str, Any], field: str) -> dict[str, Any]:
             raise invalid(f"Invalid value for field {field}.{name}: expected an object")
     for i, param in enumerate(out.get("parameters") or []):
         if not isinstance(param, dict) or not isinstance(param.get("name"), str):
-            raise invalid(f"Invalid value for field {field}.parameters[{i}]: expected {{'name': ..., 'default': ...}}")
+            raise invalid(
+                f"Invalid value for field {field}.parameters[{i}]: expected {{'name': ..., 'default': ...}}"
+            )
     if out.get("tasks"):
         normalize_tasks(out)
     out.setdefault("format", "MULTI_TASK")
@@ -67,10 +69,14 @@ def _check_acl(acl: Any, field: str = "access_control_list") -> list[dict[str, s
     for i, entry in enumerate(acl):
         principal = [k for k in PRINCIPALS if isinstance(entry, dict) and entry.get(k)]
         if len(principal) != 1:
-            raise invalid(f"Invalid value for field {field}[{i}]: give exactly one of {', '.join(PRINCIPALS)}")
+            raise invalid(
+                f"Invalid value for field {field}[{i}]: give exactly one of {', '.join(PRINCIPALS)}"
+            )
         level = entry.get("permission_level")
         if level not in PERMISSION_LEVELS:
-            raise invalid(f"Invalid value for field {field}[{i}].permission_level: expected one of {', '.join(PERMISSION_LEVELS)}")
+            raise invalid(
+                f"Invalid value for field {field}[{i}].permission_level: expected one of {', '.join(PERMISSION_LEVELS)}"
+            )
         out.append({principal[0]: entry[principal[0]], "permission_level": level})
     return out
 
@@ -86,7 +92,11 @@ class JobsService:
         row = self.store.one("SELECT job_id, created_time, settings FROM jobs WHERE job_id=?", (job_id,))
         if row is None:
             raise not_found(f"Job {job_id} does not exist.")
-        return {"job_id": row["job_id"], "created_time": row["created_time"], "settings": loads(row["settings"])}
+        return {
+            "job_id": row["job_id"],
+            "created_time": row["created_time"],
+            "settings": loads(row["settings"]),
+        }
 
     def max_concurrent_runs(self, job_id: int) -> int:
         row = self.store.one("SELECT settings FROM jobs WHERE job_id=?", (job_id,))
@@ -103,13 +113,17 @@ class JobsService:
         merged.update({_principal(e): e for e in acl})
         with self.store.tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO job_permissions(job_id, acl) VALUES (?, ?)", (job_id, dumps(list(merged.values())))
+                "INSERT OR REPLACE INTO job_permissions(job_id, acl) VALUES (?, ?)",
+                (job_id, dumps(list(merged.values()))),
             )
 
     def save(self, job_id: int, settings: dict[str, Any], created: int | None = None) -> None:
         with self.store.tx() as conn:
             if created is None:
-                conn.execute("UPDATE jobs SET name=?, settings=? WHERE job_id=?", (settings["name"], dumps(settings), job_id))
+                conn.execute(
+                    "UPDATE jobs SET name=?, settings=? WHERE job_id=?",
+                    (settings["name"], dumps(settings), job_id),
+                )
             else:
                 conn.execute(
                     "INSERT INTO jobs(job_id, name, created_time, settings) VALUES (?,?,?,?)",
@@ -123,12 +137,19 @@ def _principal(entry: dict[str, str]) -> tuple[str, str]:
 
 
 def render_permissions(job_id: int, acl: list[dict[str, str]]) -> dict[str, Any]:
-    entries = [{"user_name": CREATOR, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}]
+    entries = [
+        {"user_name": CREATOR, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}
+    ]
     for entry in acl:
         kind, name = _principal(entry)
         if (kind, name) == ("user_name", CREATOR):
             continue
-        entries.append({kind: name, "all_permissions": [{"permission_level": entry["permission_level"], "inherited": False}]})
+        entries.append(
+            {
+                kind: name,
+                "all_permissions": [{"permission_level": entry["permission_level"], "inherited": False}],
+            }
+        )
     return {"object_id": f"/jobs/{job_id}", "object_type": "job", "access_control_list": entries}
 
 
@@ -157,7 +178,11 @@ def register(router, ctx: WorkspaceContext) -> None:
     )
 
     def create(request: Request):
-        acl = _check_acl(request.body["access_control_list"]) if request.body.get("access_control_list") else None
+        acl = (
+            _check_acl(request.body["access_control_list"])
+            if request.body.get("access_control_list")
+            else None
+        )
         settings = _check_settings(dict(request.body), "settings")
         job_id = mgr.next_id("job")
         jobs.save(job_id, settings, created=int(time.time() * 1000))
@@ -218,7 +243,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         token = request.get("page_token", str) or ""
         if token:
             if not token.isdigit():
-                raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
+                raise invalid(
+                    f"Invalid value for field page_token: {token!r} is not a token this API returned"
+                )
             offset = int(token)
         sql = "SELECT job_id, created_time, settings FROM jobs"
         params: tuple = ()
@@ -227,7 +254,10 @@ def register(router, ctx: WorkspaceContext) -> None:
             params = (name,)
         rows = ctx.store.all(sql + " ORDER BY job_id LIMIT ? OFFSET ?", (*params, limit + 1, offset))
         page = [
-            render_job({"job_id": r["job_id"], "created_time": r["created_time"], "settings": loads(r["settings"])}, expand)
+            render_job(
+                {"job_id": r["job_id"], "created_time": r["created_time"], "settings": loads(r["settings"])},
+                expand,
+            )
             for r in rows[:limit]
         ]
         out: dict[str, Any] = {"jobs": page, "has_more": len(rows) > limit}
@@ -254,7 +284,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         job = jobs.require(job_id)
         settings = dict(job["settings"])
         if not settings.get("tasks"):
-            raise invalid(f"Job {job_id} has no tasks: add tasks with jobs/reset or jobs/update before run-now.")
+            raise invalid(
+                f"Job {job_id} has no tasks: add tasks with jobs/reset or jobs/update before run-now."
+            )
         if queue is not None:
             settings["queue"] = queue
         settings["run_name"] = settings.get("name")

@@ -50,7 +50,10 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
     with mgr.lock:
         rec = mgr.runs.get(run_id)
         if rec is None:
-            return 404, f"<h1>Run {run_id} not found</h1><p>No run with this id exists in workspace {escape(ctx.name)}.</p>"
+            return (
+                404,
+                f"<h1>Run {run_id} not found</h1><p>No run with this id exists in workspace {escape(ctx.name)}.</p>",
+            )
         parent = rec if rec.parent_id is None else mgr.runs[rec.parent_id]
         attempts = [mgr.runs[i] for key in parent.task_order for i in parent.attempts.get(key, [])]
         shown = attempts if rec.parent_id is None else [rec]
@@ -63,8 +66,10 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
         f"<p>Workspace <b>{escape(ctx.name)}</b> &middot; job {parent.job_id} &middot; {escape(parent.run_type)}</p>",
     ]
     if rec.parent_id is not None:
-        parts.append(f'<p>Task <b>{escape(rec.task_key or "")}</b> of job run '
-                     f'<a href="{escape(run_page_url(ctx, parent))}">{parent.run_id}</a></p>')
+        parts.append(
+            f"<p>Task <b>{escape(rec.task_key or '')}</b> of job run "
+            f'<a href="{escape(run_page_url(ctx, parent))}">{parent.run_id}</a></p>'
+        )
     parts += [
         "<table>",
         f"<tr><th>State</th><td>{_state(rec)}</td></tr>",
@@ -93,7 +98,9 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
     parts.append("</table>")
     for task in shown:
         out = outputs[task.run_id]
-        parts.append(f"<h3>Task run {task.run_id}: {escape(task.task_key or '')} (attempt {task.attempt_number})</h3>")
+        parts.append(
+            f"<h3>Task run {task.run_id}: {escape(task.task_key or '')} (attempt {task.attempt_number})</h3>"
+        )
         notebook = out.get("notebook_output") or {}
         parts.append(_pre("Notebook output", notebook.get("result")))
         parts.append(_pre("Error", out.get("error")))

@@ -157,11 +157,16 @@ def render_run(
         if parent.job_parameters:
             out["job_parameters"] = parent.job_parameters
         overriding = {
-            k: v for k, v in parent.overrides.items() if k in ("notebook_params", "python_params", "jar_params") and v
+            k: v
+            for k, v in parent.overrides.items()
+            if k in ("notebook_params", "python_params", "jar_params") and v
         }
         if overriding:
             out["overriding_parameters"] = overriding
-        out["devstack"] = {"cluster_starts": parent.cluster_starts, "idempotency_token": parent.idempotency_token}
+        out["devstack"] = {
+            "cluster_starts": parent.cluster_starts,
+            "idempotency_token": parent.idempotency_token,
+        }
         if parent.queue_enabled:
             out["queue"] = {"enabled": True}
     if include_tasks:
@@ -185,7 +190,9 @@ def render_run(
                 "id": rec.run_id,
                 "start_time": rec.start_time,
                 "end_time": (rec.repairs[0]["start_time"] if rec.repairs else rec.end_time) or 0,
-                "task_run_ids": [ids[0] for ids in (rec.attempts[k] for k in rec.task_order if rec.attempts.get(k))],
+                "task_run_ids": [
+                    ids[0] for ids in (rec.attempts[k] for k in rec.task_order if rec.attempts.get(k))
+                ],
             }
         ]
         for item in rec.repairs:
@@ -274,7 +281,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         offset = int(token or 0)
         with mgr.lock:
             rec = mgr.get(run_id)
-            out = render_run(ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved)
+            out = render_run(
+                ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved
+            )
         # Like 2.2: at most 100 entries of each array per page, the other fields repeated on every page.
         more = False
         for name in ("tasks", "job_clusters"):
@@ -306,7 +315,9 @@ def register(router, ctx: WorkspaceContext) -> None:
         token = request.get("page_token", str) or ""
         if token:
             if not token.isdigit():
-                raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
+                raise invalid(
+                    f"Invalid value for field page_token: {token!r} is not a token this API returned"
+                )
             offset = int(token)
         start_from = request.get("start_time_from", int)
         start_to = request.get("start_time_to", int)
@@ -372,7 +383,11 @@ def register(router, ctx: WorkspaceContext) -> None:
         with mgr.lock:
             rec = mgr.get(run_id)
             name = rec.task_key or rec.run_name
-        return {"views": [{"name": name, "type": "NOTEBOOK", "content": f"<html><body>run {run_id}</body></html>"}]}
+        return {
+            "views": [
+                {"name": name, "type": "NOTEBOOK", "content": f"<html><body>run {run_id}</body></html>"}
+            ]
+        }
 
     router.add("POST", VERSIONS, "jobs/runs/submit", submit)
     router.add("GET", VERSIONS, "jobs/runs/get", get_run)

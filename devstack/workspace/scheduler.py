@@ -34,7 +34,14 @@ TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 SUCCESS_RESULTS = frozenset({"SUCCESS", "SUCCESS_WITH_FAILURES", "EXCLUDED"})
 FAILED_RESULTS = frozenset({"FAILED", "TIMEDOUT", "UPSTREAM_FAILED"})
 CANCELED_RESULTS = frozenset({"CANCELED", "UPSTREAM_CANCELED"})
-RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
+RUN_IF = (
+    "ALL_SUCCESS",
+    "AT_LEAST_ONE_SUCCESS",
+    "NONE_FAILED",
+    "ALL_DONE",
+    "AT_LEAST_ONE_FAILED",
+    "ALL_FAILED",
+)
 TASK_KINDS = ("notebook_task", "spark_python_task")
 RESTART_MESSAGE = (
     "The workspace process restarted while this run was in flight, so it was stopped. "
@@ -162,7 +169,9 @@ class RunManager:
 
     def _load(self) -> None:
         """Read every run back; whatever was in flight when the process died ends INTERNAL_ERROR."""
-        self._counters = {row["name"]: row["value"] for row in self.store.all("SELECT name, value FROM counters")}
+        self._counters = {
+            row["name"]: row["value"] for row in self.store.all("SELECT name, value FROM counters")
+        }
         max_run = self.store.one("SELECT MAX(run_id) AS m FROM runs")["m"] or 0
         max_job = self.store.one("SELECT MAX(job_id) AS m FROM runs")["m"] or 0
         max_job = max(max_job, self.store.one("SELECT MAX(job_id) AS m FROM jobs")["m"] or 0)
@@ -191,7 +200,9 @@ class RunManager:
                 item.setdefault("end_time", end)
             self._mark(rec)
         if interrupted:
-            log.warning("marked %d runs that were in flight at the last stop as INTERNAL_ERROR", len(interrupted))
+            log.warning(
+                "marked %d runs that were in flight at the last stop as INTERNAL_ERROR", len(interrupted)
+            )
             self._flush()
 
     def _mark(self, rec: RunRec) -> None:
@@ -223,12 +234,18 @@ class RunManager:
         pending = [i for i in ids if i]
         for start in range(0, len(pending), 50):
             with self.lock:
-                snapshots += [copy.deepcopy(self.runs[i].__dict__) for i in pending[start : start + 50] if i in self.runs]
+                snapshots += [
+                    copy.deepcopy(self.runs[i].__dict__)
+                    for i in pending[start : start + 50]
+                    if i in self.runs
+                ]
         with self.lock:
             counters = list(self._counters.items())
         rows = [(d["run_id"], d["parent_id"], d["job_id"], dumps(d)) for d in snapshots]
         with self.store.tx() as conn:
-            conn.executemany("INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows)
+            conn.executemany(
+                "INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows
+            )
             conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
 
     def next_id(self, name: str) -> int:
@@ -336,8 +353,17 @@ class RunManager:
             self._pump()
             return parent
 
-    def _new_attempt(self, parent: RunRec, task: dict, *, attempt: int, start: int, life: str,
-                     original: int | None = None, repair_id: int | None = None) -> RunRec:
+    def _new_attempt(
+        self,
+        parent: RunRec,
+        task: dict,
+        *,
+        attempt: int,
+        start: int,
+        life: str,
+        original: int | None = None,
+        repair_id: int | None = None,
+    ) -> RunRec:
         run_id = self.next_id("run")
         key = task["task_key"]
         previous = parent.attempts.get(key) or []
@@ -412,7 +438,9 @@ class RunManager:
                 ups = [self._current(parent, d["task_key"]) for d in task.spec.get("depends_on") or []]
                 if any(u is None or not u.terminal or u.life == "WAITING_FOR_RETRY" for u in ups):
                     continue
-                verdict = run_if_verdict(task.spec.get("run_if") or "ALL_SUCCESS", [u.result or "" for u in ups])
+                verdict = run_if_verdict(
+                    task.spec.get("run_if") or "ALL_SUCCESS", [u.result or "" for u in ups]
+                )
                 if parent.cancel_requested:
                     verdict = "CANCELED"
                 if verdict == "RUN":
@@ -430,9 +458,7 @@ class RunManager:
 
     def _make_ready(self, task: RunRec) -> None:
         task.life = "QUEUED" if task.queue_enabled else "PENDING"
-        task.message = (
-            f"Waiting for a free execution slot: the workspace runs at most {self.max_parallel} task runs at once."
-        )
+        task.message = f"Waiting for a free execution slot: the workspace runs at most {self.max_parallel} task runs at once."
         self.ready.append(task.run_id)
         self.cancel_events[task.run_id] = threading.Event()
         self._mark(task)
@@ -453,7 +479,9 @@ class RunManager:
                 self._after(timeout, lambda rid=run_id, t=timeout: self._timeout_task(rid, t))
             parent = self.runs[task.parent_id]
             self._refresh_parent(parent)
-            threading.Thread(target=self._launch, args=(run_id,), name=f"launch-{run_id}", daemon=True).start()
+            threading.Thread(
+                target=self._launch, args=(run_id,), name=f"launch-{run_id}", daemon=True
+            ).start()
 
     def _refresh_parent(self, parent: RunRec) -> None:
         if parent.terminal:
@@ -468,7 +496,9 @@ class RunManager:
             life = "TERMINATING"
         else:
             all_attempts = [self.runs[i] for ids in parent.attempts.values() for i in ids]
-            if any(t.exec_start or (t.terminal and t.repair_id == _last_repair(parent)) for t in all_attempts):
+            if any(
+                t.exec_start or (t.terminal and t.repair_id == _last_repair(parent)) for t in all_attempts
+            ):
                 life = "RUNNING"
             elif any(t.life == "PENDING" and t.launch_time for t in tasks):
                 life = "PENDING"
@@ -502,7 +532,10 @@ class RunManager:
             failed += [t for t in tasks if t.life == "INTERNAL_ERROR"]
             leaf_results = {t.result for t in leaves}
             life = "INTERNAL_ERROR" if any(t.life == "INTERNAL_ERROR" for t in tasks) else "TERMINATED"
-            if any(t.life == "INTERNAL_ERROR" for t in leaves) or leaf_results & {"FAILED", "UPSTREAM_FAILED"}:
+            if any(t.life == "INTERNAL_ERROR" for t in leaves) or leaf_results & {
+                "FAILED",
+                "UPSTREAM_FAILED",
+            }:
                 result = "FAILED"
             elif "TIMEDOUT" in leaf_results:
                 result = "TIMEDOUT"
@@ -514,7 +547,9 @@ class RunManager:
                 result = "SUCCESS"
             if result == "SUCCESS":
                 life = "TERMINATED"
-            culprit = failed[0] if failed else next((t for t in tasks if t.result not in SUCCESS_RESULTS), None)
+            culprit = (
+                failed[0] if failed else next((t for t in tasks if t.result not in SUCCESS_RESULTS), None)
+            )
             if result == "SUCCESS":
                 message = ""
             elif culprit is not None and len(tasks) == 1:
@@ -593,7 +628,10 @@ class RunManager:
                 task.resolved = {"notebook_task": {"base_parameters": payload["base_parameters"]}}
             else:
                 task.resolved = {"spark_python_task": {"parameters": payload["parameters"]}}
-            task.cluster_instance = {"cluster_id": cluster_id, "spark_context_id": str(getattr(driver, "pid", 0))}
+            task.cluster_instance = {
+                "cluster_id": cluster_id,
+                "spark_context_id": str(getattr(driver, "pid", 0)),
+            }
             self.executions[run_id] = (driver, exclusive)
             self._mark(task)
             self._refresh_parent(parent)
@@ -623,19 +661,28 @@ class RunManager:
             with self.lock:
                 shared = self.job_clusters.get((parent.run_id, key))
                 if shared is None:
-                    specs = {c.get("job_cluster_key"): c.get("new_cluster") for c in parent.spec.get("job_clusters") or []}
+                    specs = {
+                        c.get("job_cluster_key"): c.get("new_cluster")
+                        for c in parent.spec.get("job_clusters") or []
+                    }
                     shared = self.job_clusters[(parent.run_id, key)] = _JobCluster(key, specs.get(key) or {})
             with shared.lock:
                 if shared.driver is not None and shared.driver.alive:
                     return shared.driver, False, shared.cluster_id
-                shared.driver = self.clusters.launch_driver(shared.cluster_id, shared.spec, cancelled, counted)
+                shared.driver = self.clusters.launch_driver(
+                    shared.cluster_id, shared.spec, cancelled, counted
+                )
                 with self.lock:
                     if parent.terminal:  # the run ended while this cluster started
                         self.clusters.kill_driver_async(shared.driver)
                         raise ClusterStartCancelled(shared.cluster_id)
                 return shared.driver, False, shared.cluster_id
         cluster_id = new_cluster_id()
-        return self.clusters.launch_driver(cluster_id, spec.get("new_cluster") or {}, cancelled, counted), True, cluster_id
+        return (
+            self.clusters.launch_driver(cluster_id, spec.get("new_cluster") or {}, cancelled, counted),
+            True,
+            cluster_id,
+        )
 
     def _payload(self, parent: RunRec, task: RunRec) -> dict[str, Any]:
         spec = task.spec
@@ -659,7 +706,9 @@ class RunManager:
             source = nb.get("source") or ("GIT" if git_source else "WORKSPACE")
             params = {str(k): _str(v) for k, v in (nb.get("base_parameters") or {}).items()}
             params.update({p["name"]: _str(p.get("value", p.get("default"))) for p in parent.job_parameters})
-            params.update({str(k): _str(v) for k, v in (parent.overrides.get("notebook_params") or {}).items()})
+            params.update(
+                {str(k): _str(v) for k, v in (parent.overrides.get("notebook_params") or {}).items()}
+            )
             payload.update(
                 kind="notebook",
                 source=source,
@@ -725,7 +774,9 @@ class RunManager:
             elif task.cancel_requested:
                 self._finish_cancelled(task)
             elif state == "CANCELED":  # nobody asked: the cluster went away under the task
-                self._complete(task, "TERMINATED", "FAILED", result.get("error") or "The cluster was terminated.")
+                self._complete(
+                    task, "TERMINATED", "FAILED", result.get("error") or "The cluster was terminated."
+                )
             elif state == "SUCCESS":
                 self._complete(task, "TERMINATED", "SUCCESS", "")
             else:
@@ -882,11 +933,15 @@ class RunManager:
             if parent.parent_id is not None:
                 raise invalid(f"Run {run_id} is a task run; repair its job run {parent.parent_id} instead.")
             if not parent.terminal:
-                raise ApiError(400, "INVALID_STATE", f"Run {run_id} is still active ({parent.life}); wait for it to end.")
+                raise ApiError(
+                    400, "INVALID_STATE", f"Run {run_id} is still active ({parent.life}); wait for it to end."
+                )
             latest = body.get("latest_repair_id")
             last = _last_repair(parent)
             if last is not None and latest is not None and int(latest) != last:
-                raise invalid(f"latest_repair_id {latest} is not the latest repair of run {run_id} (that is {last}).")
+                raise invalid(
+                    f"latest_repair_id {latest} is not the latest repair of run {run_id} (that is {last})."
+                )
             if last is not None and latest is None:
                 raise invalid(f"Run {run_id} was repaired before: pass latest_repair_id={last}.")
             self._refresh_job_settings(parent)
@@ -914,7 +969,9 @@ class RunManager:
             new_ids = []
             for key in parent.task_order:
                 if key in keys:
-                    rec = self._new_attempt(parent, specs[key], attempt=0, start=start, life="BLOCKED", repair_id=repair_id)
+                    rec = self._new_attempt(
+                        parent, specs[key], attempt=0, start=start, life="BLOCKED", repair_id=repair_id
+                    )
                     new_ids.append(rec.run_id)
             parent.repairs.append({"id": repair_id, "start_time": start, "task_run_ids": new_ids})
             parent.life, parent.result, parent.message, parent.end_time = "PENDING", None, "", None
@@ -957,7 +1014,9 @@ class RunManager:
             if rec.parent_id is not None:
                 raise invalid(f"Run {run_id} is a task run; delete its job run {rec.parent_id}.")
             if not rec.terminal:
-                raise ApiError(400, "INVALID_STATE", f"Run {run_id} is still active ({rec.life}); cancel it first.")
+                raise ApiError(
+                    400, "INVALID_STATE", f"Run {run_id} is still active ({rec.life}); cancel it first."
+                )
             ids = [run_id] + [i for ids in rec.attempts.values() for i in ids]
             for i in ids:
                 self.runs.pop(i, None)
@@ -1047,7 +1106,11 @@ def run_if_verdict(run_if: str, upstream: list[str]) -> str:
     if not upstream or run_if == "ALL_DONE":
         return "RUN"
     if run_if == "ALL_SUCCESS":
-        return "RUN" if all(ok) else ("UPSTREAM_CANCELED" if any(canceled) and not any(failed) else "UPSTREAM_FAILED")
+        return (
+            "RUN"
+            if all(ok)
+            else ("UPSTREAM_CANCELED" if any(canceled) and not any(failed) else "UPSTREAM_FAILED")
+        )
     if run_if == "AT_LEAST_ONE_SUCCESS":
         return "RUN" if any(ok) else ("UPSTREAM_CANCELED" if all(canceled) else "UPSTREAM_FAILED")
     if run_if == "NONE_FAILED":
@@ -1065,7 +1128,9 @@ def downstream_of(tasks: list[dict], keys: set[str]) -> set[str]:
     while changed:
         changed = False
         for task in tasks:
-            if task["task_key"] not in found and any(d["task_key"] in found for d in task.get("depends_on") or []):
+            if task["task_key"] not in found and any(
+                d["task_key"] in found for d in task.get("depends_on") or []
+            ):
                 found.add(task["task_key"])
                 changed = True
     return found - keys
@@ -1123,9 +1188,21 @@ def normalize_tasks(settings: dict) -> list[dict]:
     """
     tasks = settings.get("tasks")
     if tasks is None:
-        legacy = {k: settings[k] for k in (*TASK_KINDS, "new_cluster", "existing_cluster_id", "libraries",
-                                           "timeout_seconds", "max_retries", "min_retry_interval_millis",
-                                           "retry_on_timeout", "job_cluster_key") if k in settings}
+        legacy = {
+            k: settings[k]
+            for k in (
+                *TASK_KINDS,
+                "new_cluster",
+                "existing_cluster_id",
+                "libraries",
+                "timeout_seconds",
+                "max_retries",
+                "min_retry_interval_millis",
+                "retry_on_timeout",
+                "job_cluster_key",
+            )
+            if k in settings
+        }
         if not any(k in legacy for k in TASK_KINDS):
             raise invalid("Missing required field: tasks (or a top-level notebook_task / spark_python_task)")
         legacy.pop("timeout_seconds", None)  # a top-level timeout is the run's, not the task's
@@ -1134,7 +1211,9 @@ def normalize_tasks(settings: dict) -> list[dict]:
     if not isinstance(tasks, list) or not tasks:
         raise invalid("Invalid value for field tasks: expected a non-empty array of tasks")
     keys: set[str] = set()
-    cluster_keys = {c.get("job_cluster_key") for c in settings.get("job_clusters") or [] if isinstance(c, dict)}
+    cluster_keys = {
+        c.get("job_cluster_key") for c in settings.get("job_clusters") or [] if isinstance(c, dict)
+    }
     out = []
     for i, task in enumerate(tasks):
         where = f"tasks[{i}]"
@@ -1162,7 +1241,9 @@ def normalize_tasks(settings: dict) -> list[dict]:
                 raise invalid(f"Missing required field: {where}.notebook_task.notebook_path")
             bp = body.get("base_parameters")
             if bp is not None and not isinstance(bp, dict):
-                raise invalid(f"Invalid value for field {where}.notebook_task.base_parameters: expected an object")
+                raise invalid(
+                    f"Invalid value for field {where}.notebook_task.base_parameters: expected an object"
+                )
         else:
             if not isinstance(body.get("python_file"), str) or not body.get("python_file"):
                 raise invalid(f"Missing required field: {where}.spark_python_task.python_file")
@@ -1192,7 +1273,9 @@ def normalize_tasks(settings: dict) -> list[dict]:
     for i, task in enumerate(out):
         for dep in task.get("depends_on") or []:
             if dep["task_key"] not in keys:
-                raise invalid(f"Invalid value for field tasks[{i}].depends_on: unknown task_key {dep['task_key']!r}")
+                raise invalid(
+                    f"Invalid value for field tasks[{i}].depends_on: unknown task_key {dep['task_key']!r}"
+                )
     _check_acyclic(out)
     return out
 

@@ -98,7 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._maybe_inject_fault(split.path)
             handler, path_params = self.server.router.match(self.command, split.path)
             content_type = self.headers.get("Content-Type")
-            body = self._parse_form(raw, content_type) if is_form_data(content_type) else self._parse_json(raw)
+            body = (
+                self._parse_form(raw, content_type) if is_form_data(content_type) else self._parse_json(raw)
+            )
             request = Request(
                 method=self.command,
                 path=split.path,
@@ -133,9 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request: {exc}") from None
+            raise ApiError(
+                400, "MALFORMED_REQUEST", f"Invalid JSON given in the body of the request: {exc}"
+            ) from None
         if not isinstance(body, dict):
-            raise ApiError(400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request: expected an object")
+            raise ApiError(
+                400, "MALFORMED_REQUEST", "Invalid JSON given in the body of the request: expected an object"
+            )
         return body
 
     @staticmethod
@@ -149,7 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _authenticate(self) -> None:
         header = self.headers.get("Authorization", "")
         if not header:
-            raise ApiError(401, "UNAUTHENTICATED", "Missing Authorization header: send 'Authorization: Bearer <token>'.")
+            raise ApiError(
+                401, "UNAUTHENTICATED", "Missing Authorization header: send 'Authorization: Bearer <token>'."
+            )
         scheme, _, credential = header.partition(" ")
         token = None
         if scheme.lower() == "bearer":
@@ -172,18 +180,28 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.fault_random.random() < rate:
             if self.server.fault_random.random() < 0.5:
                 raise ApiError(
-                    429, "TOO_MANY_REQUESTS", "Too many requests (injected by --fault-rate).", {"Retry-After": "1"}
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "Too many requests (injected by --fault-rate).",
+                    {"Retry-After": "1"},
                 )
             raise ApiError(
-                503, "TEMPORARILY_UNAVAILABLE", "Service unavailable (injected by --fault-rate).", {"Retry-After": "1"}
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+                "Service unavailable (injected by --fault-rate).",
+                {"Retry-After": "1"},
             )
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(body).encode(), "application/json", headers)
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         try:
-            self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None)
+            self.send_response(
+                status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None
+            )
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             for key, value in (headers or {}).items():

@@ -113,4 +113,6 @@ def environment(config: dict, name: str) -> dict:
     try:
         return config["environments"][name]
     except KeyError:
-        raise ConfigError(f"Unknown environment {name!r}: use one of {list(config['environments'])}.") from None
+        raise ConfigError(
+            f"Unknown environment {name!r}: use one of {list(config['environments'])}."
+        ) from None

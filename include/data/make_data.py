@@ -36,7 +36,9 @@ def build(out: Path = HERE) -> dict[str, int]:
     counts = {"train": len(train), "holdout": len(holdout)}
     for day, date in enumerate(SCORING_DATES):
         # New patients look like the old ones: resample rows, keep values in their observed ranges.
-        sample = features.sample(n=ROWS_PER_PARTITION, replace=True, random_state=SEED + day).reset_index(drop=True)
+        sample = features.sample(n=ROWS_PER_PARTITION, replace=True, random_state=SEED + day).reset_index(
+            drop=True
+        )
         jitter = rng.normal(0.0, 0.01, size=sample.shape) * sample.to_numpy()
         sample = (sample + jitter).clip(features.min(), features.max(), axis=1)
         sample["sex"] = sample["sex"].round()

@@ -29,9 +29,19 @@ dbutils.widgets.text("registry_uri", "")
 
 import json
 
-params = {name: dbutils.widgets.get(name).strip() for name in (
-    "model_name", "model_version", "input_path", "output_path", "date", "features", "id_column", "registry_uri"
-)}
+params = {
+    name: dbutils.widgets.get(name).strip()
+    for name in (
+        "model_name",
+        "model_version",
+        "input_path",
+        "output_path",
+        "date",
+        "features",
+        "id_column",
+        "registry_uri",
+    )
+}
 missing = [n for n, v in params.items() if not v and n != "registry_uri"]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 

@@ -28,9 +28,18 @@ dbutils.widgets.text("max_bad_fraction", "0.05")
 
 import json
 
-params = {name: dbutils.widgets.get(name).strip() for name in (
-    "landing_path", "curated_path", "quarantine_path", "features", "target", "ranges", "max_bad_fraction"
-)}
+params = {
+    name: dbutils.widgets.get(name).strip()
+    for name in (
+        "landing_path",
+        "curated_path",
+        "quarantine_path",
+        "features",
+        "target",
+        "ranges",
+        "max_bad_fraction",
+    )
+}
 missing = [name for name, value in params.items() if not value]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 

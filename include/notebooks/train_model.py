@@ -29,10 +29,24 @@ dbutils.widgets.text("lineage", "{}")
 
 import json
 
-params = {name: dbutils.widgets.get(name).strip() for name in (
-    "curated_path", "features", "target", "model_name", "experiment", "hyperparameters", "registry_uri", "lineage"
-)}
-missing = [n for n in ("curated_path", "features", "target", "model_name", "experiment", "hyperparameters") if not params[n]]
+params = {
+    name: dbutils.widgets.get(name).strip()
+    for name in (
+        "curated_path",
+        "features",
+        "target",
+        "model_name",
+        "experiment",
+        "hyperparameters",
+        "registry_uri",
+        "lineage",
+    )
+}
+missing = [
+    n
+    for n in ("curated_path", "features", "target", "model_name", "experiment", "hyperparameters")
+    if not params[n]
+]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 features = [f.strip() for f in params["features"].split(",") if f.strip()]
 hyperparameters = json.loads(params["hyperparameters"])

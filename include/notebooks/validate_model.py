@@ -30,10 +30,20 @@ dbutils.widgets.text("registry_uri", "")
 
 import json
 
-params = {name: dbutils.widgets.get(name).strip() for name in (
-    "holdout_path", "features", "target", "candidate_model_name", "candidate_version",
-    "champion_model_name", "champion_alias", "experiment", "registry_uri",
-)}
+params = {
+    name: dbutils.widgets.get(name).strip()
+    for name in (
+        "holdout_path",
+        "features",
+        "target",
+        "candidate_model_name",
+        "candidate_version",
+        "champion_model_name",
+        "champion_alias",
+        "experiment",
+        "registry_uri",
+    )
+}
 missing = [n for n, v in params.items() if not v and n != "registry_uri"]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 features = [f.strip() for f in params["features"].split(",") if f.strip()]

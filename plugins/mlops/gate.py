@@ -160,25 +160,47 @@ def evaluate(
                 continue
             label = f"{key} {bound:g}"
             if cand is None:
-                checks.append(Check(metric, label, None, champ, False, (
-                    f"candidate has no metric {metric!r}; metrics present: {', '.join(sorted(candidate)) or 'none'}"
-                )))
+                checks.append(
+                    Check(
+                        metric,
+                        label,
+                        None,
+                        champ,
+                        False,
+                        (
+                            f"candidate has no metric {metric!r}; metrics present: {', '.join(sorted(candidate)) or 'none'}"
+                        ),
+                    )
+                )
                 continue
             if key == "min":
                 ok = cand >= bound - _tol(cand, bound)
-                checks.append(Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} < min {bound:g}"))
+                checks.append(
+                    Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} < min {bound:g}")
+                )
                 continue
             if key == "max":
                 ok = cand <= bound + _tol(cand, bound)
-                checks.append(Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} > max {bound:g}"))
+                checks.append(
+                    Check(metric, label, cand, champ, ok, "" if ok else f"{metric} {cand:g} > max {bound:g}")
+                )
                 continue
             if champion is None:
                 checks.append(Check(metric, label, cand, None, True, "no champion yet: not compared"))
                 continue
             if champ is None:
-                checks.append(Check(metric, label, cand, None, False, (
-                    f"champion has no metric {metric!r}; metrics present: {', '.join(sorted(champion)) or 'none'}"
-                )))
+                checks.append(
+                    Check(
+                        metric,
+                        label,
+                        cand,
+                        None,
+                        False,
+                        (
+                            f"champion has no metric {metric!r}; metrics present: {', '.join(sorted(champion)) or 'none'}"
+                        ),
+                    )
+                )
                 continue
             improvement = (champ - cand) if lower else (cand - champ)
             scale = abs(champ)

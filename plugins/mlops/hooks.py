@@ -126,7 +126,13 @@ class MlflowRegistryHook(BaseHook):
             basic = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         registry = self.registry_uri_override or extra.get("registry_uri") or url
-        return {"tracking_uri": url, "registry_uri": registry, "label": registry, "headers": headers, "env": None}
+        return {
+            "tracking_uri": url,
+            "registry_uri": registry,
+            "label": registry,
+            "headers": headers,
+            "env": None,
+        }
 
     @property
     def tracking_uri(self) -> str:
@@ -263,7 +269,12 @@ class MlflowRegistryHook(BaseHook):
         model_id: str | None = None,
     ) -> ModelVersion:
         return self._call(
-            "create_model_version", name, source, run_id=run_id, tags=tags, model_id=model_id,
+            "create_model_version",
+            name,
+            source,
+            run_id=run_id,
+            tags=tags,
+            model_id=model_id,
             await_creation_for=0,
         )
 

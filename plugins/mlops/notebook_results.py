@@ -56,7 +56,8 @@ class DatabricksNotebookResultOperator(BaseOperator):
         if self.task_key:
             # The latest attempt of the task wins when Databricks retried it.
             matching = sorted(
-                (t for t in tasks if t.get("task_key") == self.task_key), key=lambda t: t.get("attempt_number", 0)
+                (t for t in tasks if t.get("task_key") == self.task_key),
+                key=lambda t: t.get("attempt_number", 0),
             )
             if not matching:
                 keys = sorted({t.get("task_key") for t in tasks})

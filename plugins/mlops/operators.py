@@ -136,7 +136,9 @@ class RegisterModelVersionOperator(_RegistryOperator):
         _required(model_uri, "model_uri", type(self).__name__)
         _required(model_name, "model_name", type(self).__name__)
         if await_ready_timeout < 0:
-            raise ValueError(f"{type(self).__name__}: await_ready_timeout must be >= 0, got {await_ready_timeout}")
+            raise ValueError(
+                f"{type(self).__name__}: await_ready_timeout must be >= 0, got {await_ready_timeout}"
+            )
 
     def execute(self, context: Context) -> str:
         hook = self.hook
@@ -151,18 +153,29 @@ class RegisterModelVersionOperator(_RegistryOperator):
             if tags.get("mlops_model_uri") == self.model_uri and same_task(tags, lineage):
                 self.log.info(
                     "Version %s of %s was registered from %s by an earlier try of this task: reusing it.",
-                    mv.version, self.model_name, self.model_uri,
+                    mv.version,
+                    self.model_name,
+                    self.model_uri,
                 )
-                return str(hook.wait_until_ready(self.model_name, mv.version, self.await_ready_timeout).version)
+                return str(
+                    hook.wait_until_ready(self.model_name, mv.version, self.await_ready_timeout).version
+                )
         tags = {**{str(k): str(v) for k, v in extra.items()}, **lineage, "mlops_model_uri": self.model_uri}
         if resolved["run_id"]:
             tags["mlops_source_run_id"] = resolved["run_id"]
         mv = hook.create_model_version(
-            self.model_name, resolved["source"], run_id=resolved["run_id"], tags=tags, model_id=resolved["model_id"]
+            self.model_name,
+            resolved["source"],
+            run_id=resolved["run_id"],
+            tags=tags,
+            model_id=resolved["model_id"],
         )
         self.log.info(
             "Registered %s as version %s of %s in %s; waiting until READY.",
-            self.model_uri, mv.version, self.model_name, hook.registry_label,
+            self.model_uri,
+            mv.version,
+            self.model_name,
+            hook.registry_label,
         )
         return str(hook.wait_until_ready(self.model_name, mv.version, self.await_ready_timeout).version)
 
@@ -191,7 +204,9 @@ class SetModelAliasOperator(_RegistryOperator):
         self.hook.require_aliases(self.model_name)
         self.hook.get_model_version(self.model_name, version)
         if alias_holder(self.hook, self.model_name, self.alias) == version:
-            self.log.info("Alias %s of %s already points at version %s.", self.alias, self.model_name, version)
+            self.log.info(
+                "Alias %s of %s already points at version %s.", self.alias, self.model_name, version
+            )
             return version
         self.hook.set_registered_model_alias(self.model_name, self.alias, version)
         self.log.info("Set alias %s of %s to version %s.", self.alias, self.model_name, version)
@@ -245,7 +260,14 @@ class PromoteModelVersionOperator(_RegistryOperator):
     :param await_ready_timeout: seconds to wait for a copied version to become READY.
     """
 
-    template_fields: Sequence[str] = ("model_name", "version", "alias", "remove_alias", "target_model_name", "reason")
+    template_fields: Sequence[str] = (
+        "model_name",
+        "version",
+        "alias",
+        "remove_alias",
+        "target_model_name",
+        "reason",
+    )
 
     def __init__(
         self,
@@ -293,7 +315,9 @@ class PromoteModelVersionOperator(_RegistryOperator):
         source.get_model_version(self.model_name, version)
         name, target_version = self.model_name, version
         extra: dict[str, Any] = {}
-        if self.target_model_name and (self.target_model_name != self.model_name or self.target_mlflow_conn_id):
+        if self.target_model_name and (
+            self.target_model_name != self.model_name or self.target_mlflow_conn_id
+        ):
             copied = copy_version(
                 source,
                 self.target_hook,
@@ -308,18 +332,30 @@ class PromoteModelVersionOperator(_RegistryOperator):
             name, target_version = self.target_model_name, str(copied.version)
             extra = {"source_model": self.model_name, "source_version": version}
         result = move_alias(
-            self.target_hook, name, self.alias, target_version,
-            action="promote", context=context, reason=self.reason, extra=extra, log=self.log,
+            self.target_hook,
+            name,
+            self.alias,
+            target_version,
+            action="promote",
+            context=context,
+            reason=self.reason,
+            extra=extra,
+            log=self.log,
         )
         if self.remove_alias:
             holder = alias_holder(source, self.model_name, self.remove_alias)
             if holder == version:
                 source.delete_registered_model_alias(self.model_name, self.remove_alias)
-                self.log.info("Removed alias %s (version %s) from %s.", self.remove_alias, version, self.model_name)
+                self.log.info(
+                    "Removed alias %s (version %s) from %s.", self.remove_alias, version, self.model_name
+                )
             elif holder is not None:
                 self.log.info(
                     "Alias %s of %s points at version %s, not %s: left in place.",
-                    self.remove_alias, self.model_name, holder, version,
+                    self.remove_alias,
+                    self.model_name,
+                    holder,
+                    version,
                 )
         return {k: result[k] for k in ("model_name", "version", "previous_version")}
 
@@ -363,7 +399,10 @@ class TransitionModelVersionStageOperator(_RegistryOperator):
         version = _version_str(self.version, "version")
         self.log.warning(
             "Model stages are deprecated in MLflow; prefer aliases (PromoteModelVersionOperator). "
-            "Transitioning %s version %s to %s.", self.model_name, version, stage,
+            "Transitioning %s version %s to %s.",
+            self.model_name,
+            version,
+            stage,
         )
         current = self.hook.get_model_version(self.model_name, version)
         if str(current.current_stage) == stage and not self.archive_existing_versions:
@@ -398,7 +437,12 @@ class ModelValidationGateOperator(_RegistryOperator):
     """
 
     template_fields: Sequence[str] = (
-        "model_name", "candidate_version", "rules", "champion_alias", "candidate_metrics", "champion_metrics",
+        "model_name",
+        "candidate_version",
+        "rules",
+        "champion_alias",
+        "candidate_metrics",
+        "champion_metrics",
         "champion_model_name",
     )
 
@@ -483,15 +527,22 @@ class ModelValidationGateOperator(_RegistryOperator):
             champion = self._mlflow_metrics(self.champion_hook, champion_name, champion_version)
         if champion_version is None and champion_given is None:
             self.log.info(
-                "Model %s has no alias %s yet: only absolute rules (min, max) apply.", champion_name, self.champion_alias
+                "Model %s has no alias %s yet: only absolute rules (min, max) apply.",
+                champion_name,
+                self.champion_alias,
             )
         checks = evaluate(rules, candidate, champion)
         passed = all(c.passed for c in checks)
         reasons = [c.reason for c in checks if not c.passed]
         self.log.info(
             "Validation gate of %s: candidate v%s vs %s %s v%s\n%s\nVerdict: %s",
-            self.model_name, version, champion_name, self.champion_alias, champion_version or "-",
-            render_table(checks, rules), "PASSED" if passed else "FAILED",
+            self.model_name,
+            version,
+            champion_name,
+            self.champion_alias,
+            champion_version or "-",
+            render_table(checks, rules),
+            "PASSED" if passed else "FAILED",
         )
         result = {
             "passed": passed,
@@ -566,7 +617,14 @@ class RollbackModelOperator(_RegistryOperator):
                     f"{hook.describe_model(self.model_name)} Pass to_version to choose one."
                 )
         move_alias(
-            hook, self.model_name, self.alias, target,
-            action="rollback", context=context, reason=self.reason, extra={"rolled_back_from": current}, log=self.log,
+            hook,
+            self.model_name,
+            self.alias,
+            target,
+            action="rollback",
+            context=context,
+            reason=self.reason,
+            extra={"rolled_back_from": current},
+            log=self.log,
         )
         return {"model_name": self.model_name, "version": target, "previous_version": current}

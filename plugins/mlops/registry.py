@@ -137,18 +137,28 @@ def move_alias(
     history = read_history(hook, model_name, alias)
     if current == version:
         for entry in history:
-            if entry.get("status") == "pending" and entry.get("version") == version and same_task(
-                {f"mlops_{k}": str(v) for k, v in entry.items()}, lineage
+            if (
+                entry.get("status") == "pending"
+                and entry.get("version") == version
+                and same_task({f"mlops_{k}": str(v) for k, v in entry.items()}, lineage)
             ):
                 entry["status"] = "applied"  # a previous try moved the alias, then died
                 _write_entry(hook, model_name, entry)
         previous = next(
-            (e.get("previous_version") for e in reversed(history)
-             if e.get("status") == "applied" and e.get("version") == version),
+            (
+                e.get("previous_version")
+                for e in reversed(history)
+                if e.get("status") == "applied" and e.get("version") == version
+            ),
             None,
         )
         if log:
-            log.info("Alias %s of model %s already points at version %s: nothing to move.", alias, model_name, version)
+            log.info(
+                "Alias %s of model %s already points at version %s: nothing to move.",
+                alias,
+                model_name,
+                version,
+            )
         return {"model_name": model_name, "version": version, "previous_version": previous, "changed": False}
 
     now = time.time()
@@ -203,7 +213,12 @@ def move_alias(
     if log:
         log.info(
             "Moved alias %s of model %s from version %s to version %s (%s by %s).",
-            alias, model_name, current, version, action, entry["by"],
+            alias,
+            model_name,
+            current,
+            version,
+            action,
+            entry["by"],
         )
     return {"model_name": model_name, "version": version, "previous_version": current, "changed": True}
 
@@ -211,7 +226,11 @@ def move_alias(
 def rollback_target(history: list[dict[str, Any]], current: str | None) -> str | None:
     """The holder before the promotion that installed ``current`` (rollbacks are not undone)."""
     for entry in reversed(history):
-        if entry.get("status") == "applied" and entry.get("action") == "promote" and entry.get("version") == current:
+        if (
+            entry.get("status") == "applied"
+            and entry.get("action") == "promote"
+            and entry.get("version") == current
+        ):
             return entry.get("previous_version")
     return None
 
@@ -230,7 +249,7 @@ def describe_history(history: list[dict[str, Any]], limit: int = 10) -> str:
 def resolve_source(hook: MlflowRegistryHook, model_uri: str) -> dict[str, str | None]:
     """The registry ``source``, ``run_id`` and ``model_id`` for a ``runs:/``, ``models:/m-`` or plain URI."""
     if model_uri.startswith("runs:/"):
-        rest = model_uri[len("runs:/"):]
+        rest = model_uri[len("runs:/") :]
         run_id, _, path = rest.partition("/")
         path = path.strip("/")
         if not run_id or not path:
@@ -248,7 +267,7 @@ def resolve_source(hook: MlflowRegistryHook, model_uri: str) -> dict[str, str | 
                 return {"source": f"models:/{logged.model_id}", "run_id": run_id, "model_id": logged.model_id}
         return {"source": f"{run.info.artifact_uri}/{path}", "run_id": run_id, "model_id": None}
     if model_uri.startswith("models:/m-"):
-        model_id = model_uri[len("models:/"):].strip("/")
+        model_id = model_uri[len("models:/") :].strip("/")
         logged = hook.get_logged_model(model_id)
         return {"source": model_uri, "run_id": logged.source_run_id, "model_id": model_id}
     return {"source": model_uri, "run_id": None, "model_id": None}
@@ -312,7 +331,10 @@ def copy_version(
     if existing is not None:
         log.info(
             "Version %s of %s is already copied to version %s of %s: reusing it.",
-            version, model_name, existing.version, target_name,
+            version,
+            model_name,
+            existing.version,
+            target_name,
         )
         for key, value in wanted.items():
             if (existing.tags or {}).get(key) != value:
@@ -343,9 +365,13 @@ def copy_version(
                     run = source.get_run(src.run_id)
                     metrics, params = dict(run.data.metrics), dict(run.data.params)
                 except Exception as exc:  # lineage is best effort; the model itself is not
-                    log.warning("Could not read source run %s of %s v%s: %s", src.run_id, model_name, version, exc)
+                    log.warning(
+                        "Could not read source run %s of %s v%s: %s", src.run_id, model_name, version, exc
+                    )
             experiment = target.get_experiment_by_name(COPY_EXPERIMENT)
-            experiment_id = experiment.experiment_id if experiment else target.create_experiment(COPY_EXPERIMENT)
+            experiment_id = (
+                experiment.experiment_id if experiment else target.create_experiment(COPY_EXPERIMENT)
+            )
             run_tags = {
                 **wanted,
                 **lineage_tags(context),
@@ -375,6 +401,11 @@ def copy_version(
         ) from exc
     log.info(
         "Copied version %s of %s from %s to version %s of %s in %s.",
-        version, model_name, source.registry_label, created.version, target_name, target.registry_label,
+        version,
+        model_name,
+        source.registry_label,
+        created.version,
+        target_name,
+        target.registry_label,
     )
     return target.wait_until_ready(target_name, created.version, await_ready_timeout)

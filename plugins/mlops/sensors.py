@@ -61,7 +61,9 @@ class ModelVersionSensor(BaseSensorOperator):
         if not model_name:
             raise ValueError(f"{name}: model_name is required")
         if (version in (None, "")) == (alias in (None, "")):
-            raise ValueError(f"{name}: give exactly one of version or alias (got version={version!r}, alias={alias!r})")
+            raise ValueError(
+                f"{name}: give exactly one of version or alias (got version={version!r}, alias={alias!r})"
+            )
         if expected_version not in (None, "") and alias in (None, ""):
             raise ValueError(f"{name}: expected_version only makes sense with alias")
 
@@ -103,7 +105,11 @@ class ModelVersionSensor(BaseSensorOperator):
                 mlflow_conn_id=self.mlflow_conn_id,
                 databricks_conn_id=self.databricks_conn_id,
                 registry_uri=self.registry_uri,
-                poke_interval=float(self.poke_interval.total_seconds() if isinstance(self.poke_interval, timedelta) else self.poke_interval),
+                poke_interval=float(
+                    self.poke_interval.total_seconds()
+                    if isinstance(self.poke_interval, timedelta)
+                    else self.poke_interval
+                ),
                 timeout=float(timeout) if timeout else None,
             ),
             method_name="execute_complete",

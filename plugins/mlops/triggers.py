@@ -26,8 +26,12 @@ def check_model_version(
         except ModelRegistryNotFoundError as exc:
             return False, None, str(exc)
         if expected_version is not None and str(mv.version) != str(expected_version):
-            return False, str(mv.version), (
-                f"alias {alias!r} of {model_name!r} points at version {mv.version}, waiting for {expected_version}"
+            return (
+                False,
+                str(mv.version),
+                (
+                    f"alias {alias!r} of {model_name!r} points at version {mv.version}, waiting for {expected_version}"
+                ),
             )
         version = str(mv.version)
     try:
@@ -117,7 +121,12 @@ class ModelVersionTrigger(BaseTrigger):
         while True:
             try:
                 done, version, seen = await asyncio.to_thread(
-                    check_model_version, hook, self.model_name, self.version, self.alias, self.expected_version
+                    check_model_version,
+                    hook,
+                    self.model_name,
+                    self.version,
+                    self.alias,
+                    self.expected_version,
                 )
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": str(exc)})

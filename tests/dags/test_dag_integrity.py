@@ -75,8 +75,13 @@ def test_bad_trigger_params_are_refused(dagbag, dag_id, conf, problem):
 
 
 def test_good_trigger_params_are_accepted(dagbag):
-    assert _trigger_params(dagbag, "mlops_train", {"model_type": "random_forest", "max_depth": 6})["max_depth"] == 6
-    assert _trigger_params(dagbag, "mlops_rollback", {"reason": "bad predictions in EU"})["to_version"] is None
+    assert (
+        _trigger_params(dagbag, "mlops_train", {"model_type": "random_forest", "max_depth": 6})["max_depth"]
+        == 6
+    )
+    assert (
+        _trigger_params(dagbag, "mlops_rollback", {"reason": "bad predictions in EU"})["to_version"] is None
+    )
     assert _trigger_params(dagbag, "mlops_batch_score", {"date": "2026-11-21"})["date"] == "2026-11-21"
 
 

@@ -74,7 +74,9 @@ class Api:
     def run(self, run_id: int) -> dict:
         return self.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id})
 
-    def wait(self, run_id: int, timeout: float = 90, until=lambda r: r["state"]["life_cycle_state"] in TERMINAL) -> dict:
+    def wait(
+        self, run_id: int, timeout: float = 90, until=lambda r: r["state"]["life_cycle_state"] in TERMINAL
+    ) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             run = self.run(run_id)

@@ -133,17 +133,35 @@ def test_provider_hook_rides_out_injected_faults(tmp_path, monkeypatch):
 
     service = start_workspace("flaky", tmp_path / "ws", token="t", extra_args=["--fault-rate", "0.3"])
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_FLAKY", json.dumps(
-            {"conn_type": "databricks", "host": "127.0.0.1", "port": service.port, "schema": "http", "password": "t"}
-        ))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DATABRICKS_FLAKY",
+            json.dumps(
+                {
+                    "conn_type": "databricks",
+                    "host": "127.0.0.1",
+                    "port": service.port,
+                    "schema": "http",
+                    "password": "t",
+                }
+            ),
+        )
         from airflow.providers.databricks.hooks.databricks import DatabricksHook
 
         hook = DatabricksHook("databricks_flaky", retry_limit=12, retry_delay=0.05)
-        source = base64.b64encode(b'# Databricks notebook source\ndbutils.notebook.exit("survived")\n').decode()
-        hook._do_api_call(("POST", "2.0/workspace/import"),
-                          {"path": "/Shared/survive", "format": "SOURCE", "language": "PYTHON", "content": source})
-        run_id = hook.submit_run({"run_name": "survive", "new_cluster": {"num_workers": 0},
-                                  "notebook_task": {"notebook_path": "/Shared/survive"}})
+        source = base64.b64encode(
+            b'# Databricks notebook source\ndbutils.notebook.exit("survived")\n'
+        ).decode()
+        hook._do_api_call(
+            ("POST", "2.0/workspace/import"),
+            {"path": "/Shared/survive", "format": "SOURCE", "language": "PYTHON", "content": source},
+        )
+        run_id = hook.submit_run(
+            {
+                "run_name": "survive",
+                "new_cluster": {"num_workers": 0},
+                "notebook_task": {"notebook_path": "/Shared/survive"},
+            }
+        )
         deadline = time.monotonic() + 60
         while not hook.get_run_state(run_id).is_terminal and time.monotonic() < deadline:
             time.sleep(0.2)

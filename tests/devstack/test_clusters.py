@@ -39,7 +39,11 @@ def test_configured_cluster_is_listed_and_starts_on_request(service):
 def test_restart_replaces_the_driver_process(service):
     api = Api(service.url, "c")
     cluster = "0101-000000-analysts"
-    task = {"task_key": "t", "existing_cluster_id": cluster, "spark_python_task": {"python_file": "/nowhere.py"}}
+    task = {
+        "task_key": "t",
+        "existing_cluster_id": cluster,
+        "spark_python_task": {"python_file": "/nowhere.py"},
+    }
     first = api.wait(api.submit(run_name="before", tasks=[task]))
     old_pid = int(first["tasks"][0]["cluster_instance"]["spark_context_id"])
     assert pid_alive(old_pid)
@@ -69,6 +73,8 @@ def test_libraries_are_recorded_per_cluster(service):
     lib = Library(pypi=PythonPyPiLibrary(package="scikit-learn==1.5.2"))
     client.libraries.install("0101-000000-analysts", [lib])
     statuses = list(client.libraries.cluster_status("0101-000000-analysts"))
-    assert [(s.library.pypi.package, s.status) for s in statuses] == [("scikit-learn==1.5.2", LibraryInstallStatus.INSTALLED)]
+    assert [(s.library.pypi.package, s.status) for s in statuses] == [
+        ("scikit-learn==1.5.2", LibraryInstallStatus.INSTALLED)
+    ]
     client.libraries.uninstall("0101-000000-analysts", [lib])
     assert list(client.libraries.cluster_status("0101-000000-analysts")) == []

@@ -16,7 +16,11 @@ def api(workspace) -> Api:
 
 
 def _create(api: Api, name: str, **settings) -> int:
-    body = {"name": name, "tasks": [notebook_task("a", "/Shared/x"), notebook_task("b", "/Shared/x")], **settings}
+    body = {
+        "name": name,
+        "tasks": [notebook_task("a", "/Shared/x"), notebook_task("b", "/Shared/x")],
+        **settings,
+    }
     return api.ok("POST", "2.2/jobs/create", body)["job_id"]
 
 
@@ -26,7 +30,9 @@ def test_list_by_name_pages_with_tokens_and_hides_tasks_unless_expanded(api):
     seen, token = [], ""
     while True:
         # the provider's list_jobs sends exactly these, as query parameters
-        page = api.ok("GET", "2.2/jobs/list", {"limit": 2, "expand_tasks": False, "name": name, "page_token": token})
+        page = api.ok(
+            "GET", "2.2/jobs/list", {"limit": 2, "expand_tasks": False, "name": name, "page_token": token}
+        )
         seen += page["jobs"]
         token = page.get("next_page_token", "")
         if not token:
@@ -42,9 +48,16 @@ def test_list_by_name_pages_with_tokens_and_hides_tasks_unless_expanded(api):
 def test_update_merges_tasks_by_key_and_removes_fields(api):
     job_id = _create(api, "merge", tags={"team": "ml"})
     changed = notebook_task("b", "/Shared/y")
-    api.ok("POST", "2.2/jobs/update", {"job_id": job_id, "new_settings": {"tasks": [changed]}, "fields_to_remove": ["tags"]})
+    api.ok(
+        "POST",
+        "2.2/jobs/update",
+        {"job_id": job_id, "new_settings": {"tasks": [changed]}, "fields_to_remove": ["tags"]},
+    )
     settings = api.ok("GET", "2.2/jobs/get", {"job_id": job_id})["settings"]
-    assert {t["task_key"]: t["notebook_task"]["notebook_path"] for t in settings["tasks"]} == {"a": "/Shared/x", "b": "/Shared/y"}
+    assert {t["task_key"]: t["notebook_task"]["notebook_path"] for t in settings["tasks"]} == {
+        "a": "/Shared/x",
+        "b": "/Shared/y",
+    }
     assert "tags" not in settings
 
 
@@ -56,7 +69,10 @@ def test_bad_job_settings_name_the_field(api):
     response = api.call("POST", "2.2/jobs/create", {"name": "bad", "max_concurrent_runs": "many"})
     assert response.status_code == 400
     assert "max_concurrent_runs" in response.json()["message"]
-    cycle = [notebook_task("a", "/x", depends_on=[{"task_key": "b"}]), notebook_task("b", "/x", depends_on=[{"task_key": "a"}])]
+    cycle = [
+        notebook_task("a", "/x", depends_on=[{"task_key": "b"}]),
+        notebook_task("b", "/x", depends_on=[{"task_key": "a"}]),
+    ]
     response = api.call("POST", "2.2/jobs/create", {"name": "cycle", "tasks": cycle})
     assert response.status_code == 400
     assert "cycle" in response.json()["message"]
@@ -66,8 +82,16 @@ def test_bad_job_settings_name_the_field(api):
 
 def test_numeric_strings_are_accepted_like_databricks(api):
     # the provider's normalise_json_content turns every number into a string
-    job_id = api.ok("POST", "2.2/jobs/create", {"name": "strings", "max_concurrent_runs": "2", "timeout_seconds": "60",
-                                                 "tasks": [notebook_task("a", "/x", max_retries="1")]})["job_id"]
+    job_id = api.ok(
+        "POST",
+        "2.2/jobs/create",
+        {
+            "name": "strings",
+            "max_concurrent_runs": "2",
+            "timeout_seconds": "60",
+            "tasks": [notebook_task("a", "/x", max_retries="1")],
+        },
+    )["job_id"]
     settings = api.ok("GET", "2.2/jobs/get", {"job_id": str(job_id)})["settings"]
     assert settings["max_concurrent_runs"] == 2
     assert settings["tasks"][0]["max_retries"] == 1
@@ -86,10 +110,19 @@ def test_job_permissions_from_create_and_the_sdk(workspace, api):
     }
     assert levels["data-scientists"] == JobPermissionLevel.CAN_MANAGE_RUN
     client.jobs.update_permissions(
-        str(job_id), access_control_list=[JobAccessControlRequest(user_name="ops@example.com", permission_level=JobPermissionLevel.CAN_VIEW)]
+        str(job_id),
+        access_control_list=[
+            JobAccessControlRequest(user_name="ops@example.com", permission_level=JobPermissionLevel.CAN_VIEW)
+        ],
     )
-    names = {a.group_name or a.user_name for a in client.jobs.get_permissions(str(job_id)).access_control_list}
+    names = {
+        a.group_name or a.user_name for a in client.jobs.get_permissions(str(job_id)).access_control_list
+    }
     assert {"data-scientists", "ops@example.com"} <= names
-    bad = api.call("PATCH", f"2.0/permissions/jobs/{job_id}", {"access_control_list": [{"user_name": "x", "permission_level": "ROOT"}]})
+    bad = api.call(
+        "PATCH",
+        f"2.0/permissions/jobs/{job_id}",
+        {"access_control_list": [{"user_name": "x", "permission_level": "ROOT"}]},
+    )
     assert bad.status_code == 400
     assert "permission_level" in bad.json()["message"]

@@ -25,8 +25,13 @@ def hook(workspace):
 
 
 def test_submit_state_page_url_and_output(hook, workspace):
-    run_id = hook.submit_run({"run_name": "hook", "new_cluster": SMALL_CLUSTER,
-                              "notebook_task": {"notebook_path": f"{FOLDER}/ok", "base_parameters": {"x": 1}}})
+    run_id = hook.submit_run(
+        {
+            "run_name": "hook",
+            "new_cluster": SMALL_CLUSTER,
+            "notebook_task": {"notebook_path": f"{FOLDER}/ok", "base_parameters": {"x": 1}},
+        }
+    )
     Api(workspace.url, workspace.token).wait(run_id)
     state = hook.get_run_state(run_id)
     assert state.is_terminal and state.is_successful
@@ -78,7 +83,9 @@ def test_cluster_state_start_and_terminate(hook):
 def test_runs_get_pages_tasks_beyond_100_and_the_hook_merges_them(hook, workspace):
     api = Api(workspace.url, workspace.token)
     tasks = [notebook_task("root", f"{FOLDER}/fail")]
-    tasks += [notebook_task(f"leaf{i}", f"{FOLDER}/empty", depends_on=[{"task_key": "root"}]) for i in range(104)]
+    tasks += [
+        notebook_task(f"leaf{i}", f"{FOLDER}/empty", depends_on=[{"task_key": "root"}]) for i in range(104)
+    ]
     run_id = api.submit(run_name="wide", tasks=tasks)
     api.wait(run_id)
     first_page = api.run(run_id)
@@ -86,4 +93,6 @@ def test_runs_get_pages_tasks_beyond_100_and_the_hook_merges_them(hook, workspac
     assert first_page["next_page_token"]
     merged = hook.get_run(run_id)
     assert sorted(t["task_key"] for t in merged["tasks"]) == sorted(t["task_key"] for t in tasks)
-    assert {t["state"]["result_state"] for t in merged["tasks"] if t["task_key"] != "root"} == {"UPSTREAM_FAILED"}
+    assert {t["state"]["result_state"] for t in merged["tasks"] if t["task_key"] != "root"} == {
+        "UPSTREAM_FAILED"
+    }

@@ -11,7 +11,9 @@ from databricks.sdk import WorkspaceClient
 from tests.devstack.jobs_support import SMALL_CLUSTER, Api, as_run, import_notebooks, notebook_task, pid_alive
 
 FOLDER = "/Shared/runs-behaviour"
-NB = {name: f"{FOLDER}/{name}" for name in ("ok", "empty", "fail", "sleep", "set_value", "get_value", "flaky")}
+NB = {
+    name: f"{FOLDER}/{name}" for name in ("ok", "empty", "fail", "sleep", "set_value", "get_value", "flaky")
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,9 @@ def test_tasks_sharing_a_job_cluster_start_it_once(api):
             job_clusters=cluster,
             tasks=[
                 notebook_task("first", NB["empty"], job_cluster_key="shared"),
-                notebook_task("second", NB["empty"], job_cluster_key="shared", depends_on=[{"task_key": "first"}]),
+                notebook_task(
+                    "second", NB["empty"], job_cluster_key="shared", depends_on=[{"task_key": "first"}]
+                ),
             ],
         )
     )
@@ -61,9 +65,15 @@ def test_depends_on_and_run_if(api):
             tasks=[
                 notebook_task("breaks", NB["fail"]),
                 notebook_task("after_success", NB["empty"], depends_on=[{"task_key": "breaks"}]),
-                notebook_task("on_failure", NB["ok"], depends_on=[{"task_key": "breaks"}], run_if="AT_LEAST_ONE_FAILED"),
-                notebook_task("always", NB["empty"], depends_on=[{"task_key": "after_success"}], run_if="ALL_DONE"),
-                notebook_task("all_failed", NB["empty"], depends_on=[{"task_key": "on_failure"}], run_if="ALL_FAILED"),
+                notebook_task(
+                    "on_failure", NB["ok"], depends_on=[{"task_key": "breaks"}], run_if="AT_LEAST_ONE_FAILED"
+                ),
+                notebook_task(
+                    "always", NB["empty"], depends_on=[{"task_key": "after_success"}], run_if="ALL_DONE"
+                ),
+                notebook_task(
+                    "all_failed", NB["empty"], depends_on=[{"task_key": "on_failure"}], run_if="ALL_FAILED"
+                ),
             ],
         )
     )
@@ -91,9 +101,13 @@ def test_task_values_pass_between_tasks(api):
     )
     assert run["state"]["result_state"] == "SUCCESS", run["state"]
     consumer = _by_key(run)["consumer"]["run_id"]
-    assert api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": consumer})["notebook_output"]["result"] == "42"
+    assert (
+        api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": consumer})["notebook_output"]["result"] == "42"
+    )
     value = api.ok(
-        "GET", "2.0/devstack/task-values/get", {"job_run_id": run["run_id"], "task_key": "producer", "key": "answer"}
+        "GET",
+        "2.0/devstack/task-values/get",
+        {"job_run_id": run["run_id"], "task_key": "producer", "key": "answer"},
     )
     assert value == {"value": 42}
 
@@ -115,7 +129,10 @@ def test_cancel_kills_the_driver_process(api):
 
 def test_task_timeout_ends_timedout(api):
     run = api.wait(
-        api.submit(run_name="too-slow", tasks=[notebook_task("sleep", NB["sleep"], {"seconds": "60"}, timeout_seconds=2)]),
+        api.submit(
+            run_name="too-slow",
+            tasks=[notebook_task("sleep", NB["sleep"], {"seconds": "60"}, timeout_seconds=2)],
+        ),
         timeout=40,
     )
     assert run["state"]["result_state"] == "TIMEDOUT"
@@ -125,14 +142,22 @@ def test_task_timeout_ends_timedout(api):
 
 def test_run_timeout_ends_timedout(api):
     run = api.wait(
-        api.submit(run_name="run-timeout", timeout_seconds=2, tasks=[notebook_task("sleep", NB["sleep"], {"seconds": "60"})]),
+        api.submit(
+            run_name="run-timeout",
+            timeout_seconds=2,
+            tasks=[notebook_task("sleep", NB["sleep"], {"seconds": "60"})],
+        ),
         timeout=40,
     )
     assert run["state"]["result_state"] == "TIMEDOUT"
 
 
 def test_idempotency_token_gives_one_run_even_when_concurrent(api):
-    body = {"run_name": "idem", "idempotency_token": f"tok-{time.time()}", "tasks": [notebook_task("t", NB["empty"])]}
+    body = {
+        "run_name": "idem",
+        "idempotency_token": f"tok-{time.time()}",
+        "tasks": [notebook_task("t", NB["empty"])],
+    }
     ids: list[int] = []
     threads = [threading.Thread(target=lambda: ids.append(api.submit(**body))) for _ in range(8)]
     for thread in threads:
@@ -141,11 +166,17 @@ def test_idempotency_token_gives_one_run_even_when_concurrent(api):
         thread.join()
     assert len(set(ids)) == 1
     job = api.ok(
-        "POST", "2.2/jobs/create", {"name": "idem-job", "tasks": [notebook_task("t", NB["empty"])], "max_concurrent_runs": 5}
+        "POST",
+        "2.2/jobs/create",
+        {"name": "idem-job", "tasks": [notebook_task("t", NB["empty"])], "max_concurrent_runs": 5},
     )
     token = f"job-tok-{time.time()}"
-    first = api.ok("POST", "2.2/jobs/run-now", {"job_id": job["job_id"], "idempotency_token": token})["run_id"]
-    second = api.ok("POST", "2.2/jobs/run-now", {"job_id": job["job_id"], "idempotency_token": token})["run_id"]
+    first = api.ok("POST", "2.2/jobs/run-now", {"job_id": job["job_id"], "idempotency_token": token})[
+        "run_id"
+    ]
+    second = api.ok("POST", "2.2/jobs/run-now", {"job_id": job["job_id"], "idempotency_token": token})[
+        "run_id"
+    ]
     assert first == second
     api.wait(ids[0])
     api.wait(first)
@@ -154,7 +185,9 @@ def test_idempotency_token_gives_one_run_even_when_concurrent(api):
 def test_max_concurrent_runs_queues_or_skips(api):
     task = notebook_task("sleep", NB["sleep"], {"seconds": "3"})
     queued_job = api.ok(
-        "POST", "2.2/jobs/create", {"name": "mcr-queue", "tasks": [task], "max_concurrent_runs": 1, "queue": {"enabled": True}}
+        "POST",
+        "2.2/jobs/create",
+        {"name": "mcr-queue", "tasks": [task], "max_concurrent_runs": 1, "queue": {"enabled": True}},
     )["job_id"]
     first = api.ok("POST", "2.2/jobs/run-now", {"job_id": queued_job})["run_id"]
     second = api.ok("POST", "2.2/jobs/run-now", {"job_id": queued_job})["run_id"]
@@ -165,7 +198,9 @@ def test_max_concurrent_runs_queues_or_skips(api):
     assert done_second["tasks"][0]["start_time"] >= done_first["start_time"]
     assert done_second["end_time"] - done_first["end_time"] >= 2500  # ran one after the other
 
-    skip_job = api.ok("POST", "2.2/jobs/create", {"name": "mcr-skip", "tasks": [task], "max_concurrent_runs": 1})["job_id"]
+    skip_job = api.ok(
+        "POST", "2.2/jobs/create", {"name": "mcr-skip", "tasks": [task], "max_concurrent_runs": 1}
+    )["job_id"]
     running = api.ok("POST", "2.2/jobs/run-now", {"job_id": skip_job})["run_id"]
     skipped = api.run(api.ok("POST", "2.2/jobs/run-now", {"job_id": skip_job})["run_id"])
     assert skipped["state"]["life_cycle_state"] == "SKIPPED"
@@ -178,12 +213,23 @@ def test_retries_create_new_attempts(api, tmp_path):
     run = api.wait(
         api.submit(
             run_name="retry",
-            tasks=[notebook_task("flaky", NB["flaky"], {"marker": str(marker)}, max_retries=2, min_retry_interval_millis=100)],
+            tasks=[
+                notebook_task(
+                    "flaky",
+                    NB["flaky"],
+                    {"marker": str(marker)},
+                    max_retries=2,
+                    min_retry_interval_millis=100,
+                )
+            ],
         )
     )
     assert run["state"]["result_state"] == "SUCCESS"
     attempts = sorted(run["tasks"], key=lambda t: t["attempt_number"])
-    assert [(t["attempt_number"], t["state"]["result_state"]) for t in attempts] == [(0, "FAILED"), (1, "SUCCESS")]
+    assert [(t["attempt_number"], t["state"]["result_state"]) for t in attempts] == [
+        (0, "FAILED"),
+        (1, "SUCCESS"),
+    ]
     assert api.run(attempts[1]["run_id"])["original_attempt_run_id"] == attempts[0]["run_id"]
 
 
@@ -198,26 +244,40 @@ def test_repair_reruns_the_failed_task(api, tmp_path):
     )
     failed = api.wait(run_id)
     assert failed["state"]["result_state"] == "FAILED"
-    history = api.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id, "include_history": True})["repair_history"]
+    history = api.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id, "include_history": True})[
+        "repair_history"
+    ]
     assert [h["type"] for h in history] == ["ORIGINAL"]
-    repair_id = api.ok("POST", "2.2/jobs/runs/repair", {"run_id": run_id, "rerun_all_failed_tasks": True})["repair_id"]
+    repair_id = api.ok("POST", "2.2/jobs/runs/repair", {"run_id": run_id, "rerun_all_failed_tasks": True})[
+        "repair_id"
+    ]
     repaired = api.wait(run_id)
     assert repaired["state"]["result_state"] == "SUCCESS"
     assert [t["task_key"] for t in repaired["tasks"]].count("first") == 1  # only the failed task ran again
-    history = api.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id, "include_history": True})["repair_history"]
+    history = api.ok("GET", "2.2/jobs/runs/get", {"run_id": run_id, "include_history": True})[
+        "repair_history"
+    ]
     assert history[-1]["id"] == repair_id
-    stale = api.call("POST", "2.2/jobs/runs/repair", {"run_id": run_id, "rerun_tasks": ["first"], "latest_repair_id": 1})
+    stale = api.call(
+        "POST", "2.2/jobs/runs/repair", {"run_id": run_id, "rerun_tasks": ["first"], "latest_repair_id": 1}
+    )
     assert stale.status_code == 400
 
 
 def test_existing_cluster_runs_on_the_long_lived_driver(api):
     cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
-    first = api.wait(api.submit(run_name="ap1", tasks=[notebook_task("t", NB["empty"], existing_cluster_id=cluster_id)]))
-    second = api.wait(api.submit(run_name="ap2", tasks=[notebook_task("t", NB["empty"], existing_cluster_id=cluster_id)]))
+    first = api.wait(
+        api.submit(run_name="ap1", tasks=[notebook_task("t", NB["empty"], existing_cluster_id=cluster_id)])
+    )
+    second = api.wait(
+        api.submit(run_name="ap2", tasks=[notebook_task("t", NB["empty"], existing_cluster_id=cluster_id)])
+    )
     assert first["state"]["result_state"] == second["state"]["result_state"] == "SUCCESS"
     assert first["cluster_instance"] == second["cluster_instance"]
     assert api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})["state"] == "RUNNING"
-    unknown = api.wait(api.submit(run_name="ap3", tasks=[notebook_task("t", NB["empty"], existing_cluster_id="nope")]))
+    unknown = api.wait(
+        api.submit(run_name="ap3", tasks=[notebook_task("t", NB["empty"], existing_cluster_id="nope")])
+    )
     assert unknown["state"]["result_state"] == "FAILED"
     assert "nope" in unknown["state"]["state_message"]
 
@@ -226,7 +286,10 @@ def test_run_page_shows_output_and_error(api):
     import requests
 
     run = api.wait(
-        api.submit(run_name="page", tasks=[notebook_task("good", NB["ok"], {"x": "page"}), notebook_task("bad", NB["fail"])])
+        api.submit(
+            run_name="page",
+            tasks=[notebook_task("good", NB["ok"], {"x": "page"}), notebook_task("bad", NB["fail"])],
+        )
     )
     page = requests.get(run["run_page_url"], timeout=10)
     assert page.status_code == 200
@@ -247,19 +310,33 @@ def test_git_source_notebook_runs_from_the_branch(api, tmp_path):
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "nb"], cwd=repo, check=True)
-    task = {"task_key": "hello", "new_cluster": SMALL_CLUSTER,
-            "notebook_task": {"notebook_path": "notebooks/hello", "source": "GIT", "base_parameters": {"who": "me"}}}
-    run = api.wait(api.submit(
-        run_name="git", git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "main"}, tasks=[task]
-    ))
+    task = {
+        "task_key": "hello",
+        "new_cluster": SMALL_CLUSTER,
+        "notebook_task": {
+            "notebook_path": "notebooks/hello",
+            "source": "GIT",
+            "base_parameters": {"who": "me"},
+        },
+    }
+    run = api.wait(
+        api.submit(
+            run_name="git",
+            git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "main"},
+            tasks=[task],
+        )
+    )
     assert run["state"]["result_state"] == "SUCCESS", run["state"]
     output = api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": run["tasks"][0]["run_id"]})
     assert output["notebook_output"]["result"] == "from git me"
 
-    bad = api.wait(api.submit(
-        run_name="git-bad-branch", tasks=[task],
-        git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "no-such-branch"},
-    ))
+    bad = api.wait(
+        api.submit(
+            run_name="git-bad-branch",
+            tasks=[task],
+            git_source={"git_url": repo.as_uri(), "git_provider": "gitHub", "git_branch": "no-such-branch"},
+        )
+    )
     assert bad["state"]["result_state"] == "FAILED"
     assert "no-such-branch" in bad["state"]["state_message"]
 
@@ -274,13 +351,17 @@ def test_cancel_on_an_all_purpose_cluster_keeps_the_cluster(api):
     assert api.wait(run_id, timeout=30)["state"]["result_state"] == "CANCELED"
     assert pid_alive(pid)
     assert api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})["state"] == "RUNNING"
-    after = api.wait(api.submit(run_name="after-cancel", tasks=[{**task, "notebook_task": {"notebook_path": NB["empty"]}}]))
+    after = api.wait(
+        api.submit(run_name="after-cancel", tasks=[{**task, "notebook_task": {"notebook_path": NB["empty"]}}])
+    )
     assert after["state"]["result_state"] == "SUCCESS"
     assert int(after["tasks"][0]["cluster_instance"]["spark_context_id"]) == pid
 
 
 def test_retry_on_timeout_retries_a_timed_out_task(api):
-    task = notebook_task("slow", NB["sleep"], {"seconds": "60"}, timeout_seconds=1, max_retries=1, retry_on_timeout=True)
+    task = notebook_task(
+        "slow", NB["sleep"], {"seconds": "60"}, timeout_seconds=1, max_retries=1, retry_on_timeout=True
+    )
     run = api.wait(api.submit(run_name="retry-timeout", tasks=[task]), timeout=60)
     assert run["state"]["result_state"] == "TIMEDOUT"
     assert [t["state"]["result_state"] for t in sorted(run["tasks"], key=lambda t: t["attempt_number"])] == [

@@ -19,15 +19,22 @@ def api(workspace) -> Api:
 @pytest.fixture(scope="module")
 def job_with_runs(api):
     """A job with two finished runs and one long run that the tests cancel."""
-    job_id = api.ok("POST", "2.2/jobs/create", {
-        "name": "listing", "max_concurrent_runs": 5,
-        "parameters": [{"name": "seconds", "default": "0"}],
-        "tasks": [notebook_task("sleep", f"{FOLDER}/sleep", {"seconds": "{{job.parameters.seconds}}"})],
-    })["job_id"]
+    job_id = api.ok(
+        "POST",
+        "2.2/jobs/create",
+        {
+            "name": "listing",
+            "max_concurrent_runs": 5,
+            "parameters": [{"name": "seconds", "default": "0"}],
+            "tasks": [notebook_task("sleep", f"{FOLDER}/sleep", {"seconds": "{{job.parameters.seconds}}"})],
+        },
+    )["job_id"]
     done = [api.ok("POST", "2.2/jobs/run-now", {"job_id": job_id})["run_id"] for _ in range(2)]
     for run_id in done:
         assert api.wait(run_id)["state"]["result_state"] == "SUCCESS"
-    active = api.ok("POST", "2.2/jobs/run-now", {"job_id": job_id, "job_parameters": {"seconds": "120"}})["run_id"]
+    active = api.ok("POST", "2.2/jobs/run-now", {"job_id": job_id, "job_parameters": {"seconds": "120"}})[
+        "run_id"
+    ]
     return job_id, done, active
 
 
@@ -90,9 +97,13 @@ def test_responses_parse_with_the_sdk_dataclasses(api, job_with_runs):
     from databricks.sdk.service.jobs import ListRunsResponse, RunLifeCycleState, RunOutput
 
     job_id, done, _ = job_with_runs
-    listed = ListRunsResponse.from_dict(api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "expand_tasks": True}))
+    listed = ListRunsResponse.from_dict(
+        api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "expand_tasks": True})
+    )
     assert all(run.state.life_cycle_state in set(RunLifeCycleState) for run in listed.runs)
     finished = api.run(done[1])
-    output = RunOutput.from_dict(api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": finished["tasks"][0]["run_id"]}))
+    output = RunOutput.from_dict(
+        api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": finished["tasks"][0]["run_id"]})
+    )
     assert output.metadata.run_id == finished["tasks"][0]["run_id"]
     assert output.metadata.state.result_state.value == "SUCCESS"

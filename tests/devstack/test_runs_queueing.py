@@ -37,9 +37,7 @@ def test_runs_beyond_the_limit_queue_and_all_complete(api):
 
     runs = [api.wait(i) for i in ids]
     # one execution at a time: each task run began executing after the previous one ended
-    spans = sorted(
-        (t["end_time"] - t["execution_duration"], t["end_time"]) for r in runs for t in r["tasks"]
-    )
+    spans = sorted((t["end_time"] - t["execution_duration"], t["end_time"]) for r in runs for t in r["tasks"])
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
     assert [api.run(i)["state"]["result_state"] for i in ids] == ["SUCCESS"] * 3
 

@@ -54,7 +54,11 @@ class Lifecycle:
     def champion(self) -> str | None:
         model = self.config["model"]
         try:
-            return self.mlflow().get_model_version_by_alias(model["prod_model_name"], model["champion_alias"]).version
+            return (
+                self.mlflow()
+                .get_model_version_by_alias(model["prod_model_name"], model["champion_alias"])
+                .version
+            )
         except Exception:
             return None
 
@@ -87,12 +91,14 @@ def _main_scenario(life: Lifecycle, airflow) -> None:
     life.run(airflow, "train_v2", "mlops_train", {"model_type": "ridge", "alpha": 5000.0})
     life.run(airflow, "release_v2", "mlops_release", {"reason": "worse candidate"})
     facts["champion_after_blocked"] = life.champion()
-    facts["v2_status"] = life.mlflow().get_model_version(model["dev_model_name"], "2").tags.get(
-        "mlops_validation_status"
+    facts["v2_status"] = (
+        life.mlflow().get_model_version(model["dev_model_name"], "2").tags.get("mlops_validation_status")
     )
     # 3. Forced through with lenient rules, then rolled back.
     life.run(
-        airflow, "release_v2_forced", "mlops_release",
+        airflow,
+        "release_v2_forced",
+        "mlops_release",
         {"version": "2", "gate_rules": {"rmse": {"max": 1000}}, "reason": "forced for the test"},
     )
     facts["champion_after_forced"] = life.champion()
@@ -122,7 +128,11 @@ def _read_predictions(life: Lifecycle) -> dict:
 
     path = Path(life.stack["lake"]) / "prod" / "predictions" / f"date={SCORE_DATE}"
     frame = pd.read_parquet(path)
-    return {"rows": len(frame), "ids": frame["patient_id"].nunique(), "versions": sorted(set(frame["model_version"]))}
+    return {
+        "rows": len(frame),
+        "ids": frame["patient_id"].nunique(),
+        "versions": sorted(set(frame["model_version"])),
+    }
 
 
 def _fault_scenario(life: Lifecycle, airflow) -> None:
@@ -160,8 +170,12 @@ def lifecycles(tmp_path_factory, airflow):
         for life in (main, faulty):
             artifacts = ROOT / "test-artifacts" / f"devstack-{life.name}"
             shutil.rmtree(artifacts, ignore_errors=True)
-            shutil.copytree(life.state_dir, artifacts, ignore=shutil.ignore_patterns("*.db*", "artifacts", "lake"),
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                life.state_dir,
+                artifacts,
+                ignore=shutil.ignore_patterns("*.db*", "artifacts", "lake"),
+                dirs_exist_ok=True,
+            )
             devstack.down(life.state_dir, quiet=True, purge=True)
 
 

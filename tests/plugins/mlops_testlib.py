@@ -59,7 +59,9 @@ class Registry:
         return log_tiny_model(self.url, metrics, experiment)
 
 
-def log_tiny_model(url: str, metrics: dict[str, float], experiment: str = "mlops-plugin-tests") -> LoggedModel:
+def log_tiny_model(
+    url: str, metrics: dict[str, float], experiment: str = "mlops-plugin-tests"
+) -> LoggedModel:
     """Fit and log a 2-feature linear regression with ``metrics`` on its run."""
     import mlflow
     import numpy as np
@@ -117,17 +119,17 @@ def make_context(
     """A minimal Airflow context: ti, dag_run and params, as the operators use them."""
     run_id = run_id or f"manual__{uuid.uuid4().hex[:8]}"
     ti = FakeTaskInstance("plugin_tests", run_id, task_id, try_number)
-    dag_run = SimpleNamespace(dag_id="plugin_tests", run_id=run_id, triggering_user_name=user, run_type="manual")
+    dag_run = SimpleNamespace(
+        dag_id="plugin_tests", run_id=run_id, triggering_user_name=user, run_type="manual"
+    )
     return {"ti": ti, "dag_run": dag_run, "params": {}, "run_id": run_id}
-
-
 
 
 def artifacts_dir(service: Service, artifact_location: str) -> Path:
     """Local directory of an ``mlflow-artifacts:/...`` location on a devstack server."""
     prefix = "mlflow-artifacts:/"
     assert artifact_location.startswith(prefix), artifact_location
-    return service.data_dir / "artifacts" / artifact_location[len(prefix):]
+    return service.data_dir / "artifacts" / artifact_location[len(prefix) :]
 
 
 class RecordingProxy:

@@ -19,8 +19,12 @@ def register(registry, name, context, model):
 
 def promote_remote(name, target, version, **kwargs):
     return PromoteModelVersionOperator(
-        task_id="promote", model_name=name, version=version, target_model_name=target,
-        target_mlflow_conn_id="mlflow_central", **kwargs,
+        task_id="promote",
+        model_name=name,
+        version=version,
+        target_model_name=target,
+        target_mlflow_conn_id="mlflow_central",
+        **kwargs,
     )
 
 
@@ -70,7 +74,9 @@ def test_promotion_copies_across_registries_with_lineage_and_only_once(
 
     v2 = register(source, model_name, context, source.models[1])
     assert promote_remote(model_name, target, v2).execute(context("promote")) == {
-        "model_name": target, "version": "2", "previous_version": "1",
+        "model_name": target,
+        "version": "2",
+        "previous_version": "1",
     }
 
 

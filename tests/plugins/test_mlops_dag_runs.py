@@ -32,12 +32,18 @@ def test_release_and_rollback_dags(airflow, sqlite_registry, model_name):
     assert "challenger" not in client.get_registered_model(model_name).aliases
     assert "Verdict: PASSED" in first.output
 
-    better = run(airflow, "mlops_plugin_release", registry,
-                 {**conf, "model_uri": registry.models[1].model_uri, "reason": "lower rmse"})
+    better = run(
+        airflow,
+        "mlops_plugin_release",
+        registry,
+        {**conf, "model_uri": registry.models[1].model_uri, "reason": "lower rmse"},
+    )
     assert better.succeeded, better.output[-4000:]
     assert client.get_model_version_by_alias(target, "champion").version == "2"
 
-    worse = run(airflow, "mlops_plugin_release", registry, {**conf, "model_uri": registry.models[2].model_uri})
+    worse = run(
+        airflow, "mlops_plugin_release", registry, {**conf, "model_uri": registry.models[2].model_uri}
+    )
     assert worse.succeeded, worse.output[-4000:]  # the gate skips the promotion: the run itself is fine
     assert "rmse 80 > max 70" in worse.output
     assert client.get_model_version_by_alias(target, "champion").version == "2"
@@ -48,19 +54,31 @@ def test_release_and_rollback_dags(airflow, sqlite_registry, model_name):
     assert rollback.succeeded, rollback.output[-4000:]
     assert client.get_model_version_by_alias(target, "champion").version == "1"
     entries = sorted(
-        (json.loads(v) for mv in client.search_model_versions(f"name = '{target}'")
-         for k, v in mv.tags.items() if k.startswith("mlops_history_champion_")),
+        (
+            json.loads(v)
+            for mv in client.search_model_versions(f"name = '{target}'")
+            for k, v in mv.tags.items()
+            if k.startswith("mlops_history_champion_")
+        ),
         key=lambda e: e["ts"],
     )
     assert [(e["action"], e["version"], e["previous_version"]) for e in entries] == [
-        ("promote", "1", None), ("promote", "2", "1"), ("rollback", "1", "2"),
+        ("promote", "1", None),
+        ("promote", "2", "1"),
+        ("rollback", "1", "2"),
     ]
     assert entries[1]["reason"] == "lower rmse" and entries[2]["reason"] == "drift"
     assert entries[1]["dag_id"] == "mlops_plugin_release"
-    assert sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{model_name}'")) == [1, 2, 3]
+    assert sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{model_name}'")) == [
+        1,
+        2,
+        3,
+    ]
 
 
-def test_deferrable_sensor_waits_in_the_trigger_until_the_alias_moves(airflow, sqlite_registry, model_name, context):
+def test_deferrable_sensor_waits_in_the_trigger_until_the_alias_moves(
+    airflow, sqlite_registry, model_name, context
+):
     registry = sqlite_registry
     client = registry.client()
     for index in (0, 1):
@@ -84,8 +102,11 @@ def test_deferrable_sensor_waits_in_the_trigger_until_the_alias_moves(airflow, s
     conn = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": proxy.port, "schema": "http"})
     try:
         result = airflow.dags_test(
-            "mlops_plugin_wait_alias", DAGS, conf={"model_name": model_name, "expected_version": "2"},
-            env={"AIRFLOW_CONN_MLFLOW_DEFAULT": conn}, timeout=300,
+            "mlops_plugin_wait_alias",
+            DAGS,
+            conf={"model_name": model_name, "expected_version": "2"},
+            env={"AIRFLOW_CONN_MLFLOW_DEFAULT": conn},
+            timeout=300,
         )
     finally:
         mover.join()

@@ -15,11 +15,15 @@ RULES = {"rmse": {"max": 70, "max_regression": 0.02}, "r2": {"min": 0.3, "min_im
 
 
 def verdicts(rules, candidate, champion):
-    return {(c.metric, c.rule.split()[0]): c.passed for c in evaluate(parse_rules(rules), candidate, champion)}
+    return {
+        (c.metric, c.rule.split()[0]): c.passed for c in evaluate(parse_rules(rules), candidate, champion)
+    }
 
 
 def test_directions_are_inferred_and_explicit():
-    parsed = parse_rules({**RULES, "mae": {"max_regression_abs": 1}, "auc": {"direction": "lower", "min_improvement": 0}})
+    parsed = parse_rules(
+        {**RULES, "mae": {"max_regression_abs": 1}, "auc": {"direction": "lower", "min_improvement": 0}}
+    )
     assert parsed["rmse"]["direction"] == "lower"
     assert parsed["r2"]["direction"] == "higher"
     assert parsed["mae"]["direction"] == "lower"  # by name
@@ -97,7 +101,9 @@ def test_invalid_rules_fail_when_the_dag_is_parsed(rules, message):
 
 def test_templated_rules_are_checked_at_run_time_only():
     op = ModelValidationGateOperator(
-        task_id="gate", model_name="m", candidate_version="{{ ti.xcom_pull('register') }}",
+        task_id="gate",
+        model_name="m",
+        candidate_version="{{ ti.xcom_pull('register') }}",
         rules="{{ params.rules }}",
     )
     assert op.rules == "{{ params.rules }}"
@@ -113,7 +119,9 @@ def test_metrics_accept_json_text_and_reject_non_numbers():
 
 def test_argument_combinations_are_checked_in_init():
     with pytest.raises(ValueError, match="on_fail must be 'fail' or 'skip'"):
-        ModelValidationGateOperator(task_id="g", model_name="m", candidate_version="1", rules=RULES, on_fail="warn")
+        ModelValidationGateOperator(
+            task_id="g", model_name="m", candidate_version="1", rules=RULES, on_fail="warn"
+        )
     with pytest.raises(ValueError, match="needs target_model_name"):
         PromoteModelVersionOperator(task_id="p", model_name="m", version="1", target_mlflow_conn_id="central")
     with pytest.raises(ValueError, match="stage 'Prod' is not one of"):
@@ -129,8 +137,13 @@ def test_importing_the_operators_does_not_import_mlflow():
     import sys
 
     code = "import sys; import mlops.operators, mlops.sensors; print('mlflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": "plugins:.", "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": "plugins:.", "PATH": ""},
+    )
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -140,7 +153,9 @@ def test_trigger_serializes_its_path_and_every_kwarg():
 
     from mlops.triggers import ModelVersionTrigger
 
-    trigger = ModelVersionTrigger(model_name="prod.ml.diabetes", alias="champion", expected_version="3", poke_interval=5)
+    trigger = ModelVersionTrigger(
+        model_name="prod.ml.diabetes", alias="champion", expected_version="3", poke_interval=5
+    )
     path, kwargs = trigger.serialize()
     module, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
@@ -153,8 +168,10 @@ def test_sensor_deferrable_defaults_from_airflow_config(monkeypatch):
     import subprocess
     import sys
 
-    code = ("from mlops.sensors import ModelVersionSensor as S; "
-            "print(S(task_id='s', model_name='m', version='1').deferrable)")
+    code = (
+        "from mlops.sensors import ModelVersionSensor as S; "
+        "print(S(task_id='s', model_name='m', version='1').deferrable)"
+    )
     env = {"PYTHONPATH": "plugins:.", "PATH": "", "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "True"

@@ -16,8 +16,13 @@ from mlops.operators import (
 )
 from mlops_testlib import RecordingProxy
 
-CREDENTIAL_VARS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                   "DATABRICKS_HOST", "DATABRICKS_TOKEN")
+CREDENTIAL_VARS = (
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "DATABRICKS_HOST",
+    "DATABRICKS_TOKEN",
+)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +53,13 @@ def test_bearer_token_goes_with_each_call_and_never_into_the_environment(
 
     for var in CREDENTIAL_VARS:
         monkeypatch.delenv(var, raising=False)
-    conn = {"conn_type": "http", "host": "127.0.0.1", "port": proxy.port, "schema": "http", "password": "s3cr3t-token"}
+    conn = {
+        "conn_type": "http",
+        "host": "127.0.0.1",
+        "port": proxy.port,
+        "schema": "http",
+        "password": "s3cr3t-token",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_SECURED", json.dumps(conn))
     hook = MlflowRegistryHook("mlflow_secured")
     assert hook.test_connection()[0] is True
@@ -70,19 +81,32 @@ def test_bearer_token_goes_with_each_call_and_never_into_the_environment(
 
 
 def test_login_and_password_are_sent_as_basic_auth(proxy, monkeypatch):
-    conn = {"conn_type": "generic", "host": "127.0.0.1", "port": proxy.port, "schema": "http",
-            "login": "ml-bot", "password": "pw-123456"}
+    conn = {
+        "conn_type": "generic",
+        "host": "127.0.0.1",
+        "port": proxy.port,
+        "schema": "http",
+        "login": "ml-bot",
+        "password": "pw-123456",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_BASIC", json.dumps(conn))
     MlflowRegistryHook("mlflow_basic").search_registered_model_names(max_results=1)
     assert proxy.auth_headers() == {"Basic bWwtYm90OnB3LTEyMzQ1Ng=="}
 
 
-def test_databricks_connection_drives_a_workspace_registry(sqlite_registry, proxy, model_name, context, monkeypatch):
+def test_databricks_connection_drives_a_workspace_registry(
+    sqlite_registry, proxy, model_name, context, monkeypatch
+):
     """The Databricks workspace registry speaks the MLflow REST API; the real server stands in."""
     for var in CREDENTIAL_VARS:
         monkeypatch.delenv(var, raising=False)
-    conn = {"conn_type": "databricks", "host": "127.0.0.1", "port": proxy.port, "schema": "http",
-            "password": "dapi-workspace-token"}
+    conn = {
+        "conn_type": "databricks",
+        "host": "127.0.0.1",
+        "port": proxy.port,
+        "schema": "http",
+        "password": "dapi-workspace-token",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEV", json.dumps(conn))
     common = {"databricks_conn_id": "databricks_dev", "registry_uri": "databricks"}
     version = RegisterModelVersionOperator(
@@ -104,6 +128,8 @@ def test_databricks_connection_drives_a_workspace_registry(sqlite_registry, prox
 
 
 def test_databricks_connection_without_token_is_refused(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_NOTOKEN", json.dumps({"conn_type": "databricks", "host": "adb-1.net"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATABRICKS_NOTOKEN", json.dumps({"conn_type": "databricks", "host": "adb-1.net"})
+    )
     with pytest.raises(Exception, match="Databricks connection 'databricks_notoken' has no token"):
         _ = MlflowRegistryHook(databricks_conn_id="databricks_notoken").registry_uri

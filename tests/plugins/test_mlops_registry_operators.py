@@ -44,7 +44,9 @@ def versions(registry, name):
 
 def test_register_waits_ready_tags_lineage_and_a_retry_reuses_the_version(registry, model_name, context):
     op = RegisterModelVersionOperator(
-        task_id="register", model_uri=registry.models[0].run_uri, model_name=model_name,
+        task_id="register",
+        model_uri=registry.models[0].run_uri,
+        model_name=model_name,
         tags={"git_sha": "abc123"},
     )
     first = context("register", try_number=1)
@@ -82,10 +84,18 @@ def test_set_and_delete_alias_are_idempotent(registry, model_name, context):
 def test_promote_moves_alias_records_history_and_is_idempotent(registry, model_name, context):
     v1 = register(registry, model_name, context, 0)
     v2 = register(registry, model_name, context, 1)
-    first = PromoteModelVersionOperator(task_id="promote", model_name=model_name, version=v1, reason="first release")
-    assert first.execute(context("promote")) == {"model_name": model_name, "version": v1, "previous_version": None}
+    first = PromoteModelVersionOperator(
+        task_id="promote", model_name=model_name, version=v1, reason="first release"
+    )
+    assert first.execute(context("promote")) == {
+        "model_name": model_name,
+        "version": v1,
+        "previous_version": None,
+    }
 
-    SetModelAliasOperator(task_id="a", model_name=model_name, alias="challenger", version=v2).execute(context("a"))
+    SetModelAliasOperator(task_id="a", model_name=model_name, alias="challenger", version=v2).execute(
+        context("a")
+    )
     promote = PromoteModelVersionOperator(
         task_id="promote", model_name=model_name, version=v2, remove_alias="challenger", reason="better rmse"
     )
@@ -96,12 +106,17 @@ def test_promote_moves_alias_records_history_and_is_idempotent(registry, model_n
     assert model.tags["mlops_previous_champion"] == v1
 
     entries = history(registry, model_name)
-    assert [(e["version"], e["previous_version"], e["status"]) for e in entries] == [(v1, None, "applied"), (v2, v1, "applied")]
+    assert [(e["version"], e["previous_version"], e["status"]) for e in entries] == [
+        (v1, None, "applied"),
+        (v2, v1, "applied"),
+    ]
     assert entries[-1]["by"] == "bob" and entries[-1]["reason"] == "better rmse"
     assert entries[-1]["run_id"] == ctx["ti"].run_id and entries[-1]["dag_id"] == "plugin_tests"
 
     # a re-run changes nothing and writes no second history entry
-    assert promote.execute(context("promote", run_id=ctx["ti"].run_id, try_number=2))["previous_version"] == v1
+    assert (
+        promote.execute(context("promote", run_id=ctx["ti"].run_id, try_number=2))["previous_version"] == v1
+    )
     assert len(history(registry, model_name)) == 2
 
 
@@ -136,12 +151,18 @@ def test_rollback_returns_to_the_previous_champion_with_an_audit_entry(registry,
 
     PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v2).execute(context("p"))
     assert rollback.execute(context("rollback", user="carol")) == {
-        "model_name": model_name, "version": v1, "previous_version": v2,
+        "model_name": model_name,
+        "version": v1,
+        "previous_version": v2,
     }
     assert registry.client().get_model_version_by_alias(model_name, "champion").version == v1
     last = history(registry, model_name)[-1]
     assert (last["action"], last["version"], last["previous_version"], last["by"], last["reason"]) == (
-        "rollback", v1, v2, "carol", "bad scores",
+        "rollback",
+        v1,
+        v2,
+        "carol",
+        "bad scores",
     )
     # v1 was installed by the first promotion, which had no predecessor: no further rollback
     with pytest.raises(ModelRegistryNotFoundError, match="records no earlier holder"):
@@ -153,21 +174,29 @@ def test_rollback_returns_to_the_previous_champion_with_an_audit_entry(registry,
 
 def test_unknown_model_version_and_alias_errors_name_what_exists(registry, model_name, context):
     v1 = register(registry, model_name, context, 0)
-    SetModelAliasOperator(task_id="a", model_name=model_name, alias="challenger", version=v1).execute(context("a"))
+    SetModelAliasOperator(task_id="a", model_name=model_name, alias="challenger", version=v1).execute(
+        context("a")
+    )
     with pytest.raises(ModelRegistryNotFoundError) as err:
-        SetModelAliasOperator(task_id="a", model_name=model_name, alias="champion", version="7").execute(context("a"))
+        SetModelAliasOperator(task_id="a", model_name=model_name, alias="champion", version="7").execute(
+            context("a")
+        )
     message = str(err.value)
     assert f"Version 7 of model {model_name!r} not found" in message
     assert f"has versions: {v1}; aliases: challenger -> {v1}" in message
 
     with pytest.raises(ModelRegistryNotFoundError) as err:
-        PromoteModelVersionOperator(task_id="p", model_name=model_name + "_typo", version="1").execute(context("p"))
+        PromoteModelVersionOperator(task_id="p", model_name=model_name + "_typo", version="1").execute(
+            context("p")
+        )
     assert f"Registered model '{model_name}_typo' not found" in str(err.value)
     assert model_name in str(err.value)  # the models that do exist are listed
 
     sensor = ModelVersionSensor(task_id="s", model_name=model_name, alias="champion")
     assert sensor.poke(context("s")) is False
-    with pytest.raises(ModelRegistryNotFoundError, match=f"Alias 'champion' of model '{model_name}' not found"):
+    with pytest.raises(
+        ModelRegistryNotFoundError, match=f"Alias 'champion' of model '{model_name}' not found"
+    ):
         from mlops.hooks import MlflowRegistryHook
 
         MlflowRegistryHook().get_model_version_by_alias(model_name, "champion")
@@ -178,17 +207,23 @@ def test_gate_compares_candidate_with_champion_metrics_from_mlflow(registry, mod
     v2 = register(registry, model_name, context, 1)  # rmse 55, r2 .45
     v3 = register(registry, model_name, context, 2)  # rmse 80, r2 .20
 
-    no_champion = ModelValidationGateOperator(task_id="gate", model_name=model_name, candidate_version=v1, rules=RULES)
+    no_champion = ModelValidationGateOperator(
+        task_id="gate", model_name=model_name, candidate_version=v1, rules=RULES
+    )
     result = no_champion.execute(context("gate"))
     assert result["passed"] is True and result["champion_version"] is None
     PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v1).execute(context("p"))
 
-    better = ModelValidationGateOperator(task_id="gate", model_name=model_name, candidate_version=v2, rules=RULES)
+    better = ModelValidationGateOperator(
+        task_id="gate", model_name=model_name, candidate_version=v2, rules=RULES
+    )
     result = better.execute(context("gate"))
     assert result["passed"] is True and result["champion_version"] == v1
     assert result["candidate_metrics"]["rmse"] == 55.0 and result["champion_metrics"]["rmse"] == 60.0
 
-    worse = ModelValidationGateOperator(task_id="gate", model_name=model_name, candidate_version=v3, rules=RULES)
+    worse = ModelValidationGateOperator(
+        task_id="gate", model_name=model_name, candidate_version=v3, rules=RULES
+    )
     ctx = context("gate")
     with pytest.raises(AirflowFailException, match="rmse 80 > max 70") as err:
         worse.execute(ctx)
@@ -209,22 +244,31 @@ def test_gate_uses_given_metrics_and_reports_missing_metrics(registry, model_nam
     PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v1).execute(context("p"))
     # metrics of a validation notebook, as JSON text: better than the champion's MLflow metrics
     gate = ModelValidationGateOperator(
-        task_id="gate", model_name=model_name, candidate_version=v2, rules=RULES,
+        task_id="gate",
+        model_name=model_name,
+        candidate_version=v2,
+        rules=RULES,
         candidate_metrics='{"rmse": 58.9, "r2": 0.41}',
     )
     assert gate.execute(context("gate"))["passed"] is True
     missing = ModelValidationGateOperator(
-        task_id="gate", model_name=model_name, candidate_version=v2,
+        task_id="gate",
+        model_name=model_name,
+        candidate_version=v2,
         rules={"rmse": {"max": 70}, "f1": {"min": 0.5}},
     )
-    with pytest.raises(AirflowFailException, match="candidate has no metric 'f1'; metrics present: mae, r2, rmse"):
+    with pytest.raises(
+        AirflowFailException, match="candidate has no metric 'f1'; metrics present: mae, r2, rmse"
+    ):
         missing.execute(context("gate"))
 
 
 def test_transition_stage_for_legacy_registries(registry, model_name, context):
     v1 = register(registry, model_name, context, 0)
     v2 = register(registry, model_name, context, 1)
-    TransitionModelVersionStageOperator(task_id="t", model_name=model_name, version=v1, stage="Production").execute(context("t"))
+    TransitionModelVersionStageOperator(
+        task_id="t", model_name=model_name, version=v1, stage="Production"
+    ).execute(context("t"))
     result = TransitionModelVersionStageOperator(
         task_id="t", model_name=model_name, version=v2, stage="production", archive_existing_versions=True
     ).execute(context("t"))
@@ -294,7 +338,9 @@ def test_no_operator_deletes_model_versions(registry, model_name, context):
     v2 = register(registry, model_name, context, 1)
     for op in (
         PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v1),
-        PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v2, target_model_name=model_name + "_prod"),
+        PromoteModelVersionOperator(
+            task_id="p", model_name=model_name, version=v2, target_model_name=model_name + "_prod"
+        ),
         PromoteModelVersionOperator(task_id="p", model_name=model_name, version=v2),
         RollbackModelOperator(task_id="r", model_name=model_name),
         DeleteModelAliasOperator(task_id="d", model_name=model_name, alias="champion"),
@@ -314,9 +360,20 @@ def test_a_retry_after_a_crash_mid_promotion_completes_the_history(registry, mod
     ti = crashed["ti"]
     ts = int(time.time() * 1000)
     entry = {
-        "action": "promote", "alias": "champion", "version": v2, "previous_version": v1, "status": "pending",
-        "by": "alice", "at": "2026-01-01T00:00:00+00:00", "ts": ts, "reason": "",
-        "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "map_index": "-1", "try_number": "1",
+        "action": "promote",
+        "alias": "champion",
+        "version": v2,
+        "previous_version": v1,
+        "status": "pending",
+        "by": "alice",
+        "at": "2026-01-01T00:00:00+00:00",
+        "ts": ts,
+        "reason": "",
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": "-1",
+        "try_number": "1",
     }
     client = registry.client()
     client.set_model_version_tag(model_name, v2, f"mlops_history_champion_{ts}_crashed0", json.dumps(entry))

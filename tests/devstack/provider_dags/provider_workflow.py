@@ -50,7 +50,9 @@ def provider_workflow():
         clusters = {t["cluster_instance"]["cluster_id"] for t in tasks.values()}
         contexts = {t["cluster_instance"].get("spark_context_id") for t in tasks.values()}
         if len(clusters) != 1 or len(contexts) != 1:
-            raise AssertionError(f"tasks ran on {clusters} / contexts {contexts}: expected ONE shared cluster")
+            raise AssertionError(
+                f"tasks ran on {clusters} / contexts {contexts}: expected ONE shared cluster"
+            )
         result = hook.get_run_output(tasks["consume"]["run_id"])["notebook_output"]["result"]
         if result != "42":
             raise AssertionError(f"consume saw {result!r}, expected '42' from produce")

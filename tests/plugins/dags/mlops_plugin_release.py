@@ -31,8 +31,12 @@ with DAG(
     params={
         "model_uri": Param(type="string", title="Logged model URI", description="runs:/... or models:/m-..."),
         "model_name": Param(type="string", title="Candidate model", description="e.g. dev.ml.diabetes"),
-        "target_model_name": Param(type="string", title="Production model", description="e.g. prod.ml.diabetes"),
-        "reason": Param("release", type="string", title="Reason", description="Recorded in the audit history"),
+        "target_model_name": Param(
+            type="string", title="Production model", description="e.g. prod.ml.diabetes"
+        ),
+        "reason": Param(
+            "release", type="string", title="Reason", description="Recorded in the audit history"
+        ),
     },
 ):
     register = RegisterModelVersionOperator(
@@ -45,7 +49,11 @@ with DAG(
         task_id="set_challenger", model_name="{{ params.model_name }}", alias="challenger", version=CANDIDATE
     )
     ready = ModelVersionSensor(
-        task_id="wait_ready", model_name="{{ params.model_name }}", version=CANDIDATE, poke_interval=1, timeout=60
+        task_id="wait_ready",
+        model_name="{{ params.model_name }}",
+        version=CANDIDATE,
+        poke_interval=1,
+        timeout=60,
     )
     gate = ModelValidationGateOperator(
         task_id="gate",

@@ -21,7 +21,11 @@ with DAG(
     tags=["mlops", "test"],
     params={
         "model_name": Param(type="string", title="Model", description="e.g. prod.ml.diabetes"),
-        "reason": Param("rollback", type="string", title="Reason", description="Recorded in the audit history"),
+        "reason": Param(
+            "rollback", type="string", title="Reason", description="Recorded in the audit history"
+        ),
     },
 ):
-    RollbackModelOperator(task_id="rollback", model_name="{{ params.model_name }}", reason="{{ params.reason }}")
+    RollbackModelOperator(
+        task_id="rollback", model_name="{{ params.model_name }}", reason="{{ params.reason }}"
+    )

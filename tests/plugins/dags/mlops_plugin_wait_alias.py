@@ -21,7 +21,9 @@ with DAG(
     tags=["mlops", "test"],
     params={
         "model_name": Param(type="string", title="Model", description="e.g. prod.ml.diabetes"),
-        "expected_version": Param(type="string", title="Expected version", description="champion must point here"),
+        "expected_version": Param(
+            type="string", title="Expected version", description="champion must point here"
+        ),
     },
 ):
     ModelVersionSensor(
