@@ -19,9 +19,6 @@ Results go to ``benchmarks/results/lifecycle-<time>.json``.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sqlite3
 import sys
 import tempfile
@@ -35,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_file import save  # noqa: E402
 from devstack import stack as devstack  # noqa: E402
 from devstack.airflow_runner import AirflowRunner  # noqa: E402
 from devstack.processes import free_port  # noqa: E402
@@ -121,12 +119,8 @@ def main() -> int:
         },
         "cluster_starts": starts,
         "handoff_latency_seconds": handoffs,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
     }
-    out = ROOT / "benchmarks" / "results" / f"lifecycle-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
+    save("lifecycle", figures)
     return 0
 
 

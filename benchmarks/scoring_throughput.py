@@ -21,9 +21,7 @@ Both timings include loading the model and writing Parquet. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "include" / "notebooks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+from benchmarks.results_file import save  # noqa: E402
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 DATE = "2026-11-20"
@@ -155,12 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "spark_warm_per_core_vs_pandas": round(
             args.rows / timings[1] / args.cores / (pandas_rows / pandas_seconds), 2
         ),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
     }
-    out = ROOT / "benchmarks" / "results" / f"scoring_throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
+    save("scoring_throughput", figures)
     return 0
 
 

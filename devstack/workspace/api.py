@@ -93,6 +93,20 @@ class Request:
         return self.get(name, kind, required=True)
 
 
+def pagination(request: Request, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+    """(limit, offset) of a list call: ``limit``/``offset``, or the ``page_token`` we handed out."""
+    limit = request.get("limit", int, default_limit) or default_limit
+    if not 1 <= limit <= max_limit:
+        raise invalid(f"Invalid value for field limit: must be between 1 and {max_limit}")
+    offset = request.get("offset", int, 0) or 0
+    token = request.get("page_token", str) or ""
+    if token:
+        if not token.isdigit():
+            raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
+        offset = int(token)
+    return limit, offset
+
+
 def coerce(name: str, value: Any, kind: type) -> Any:
     """Convert ``value`` to ``kind`` as Databricks does for query strings, or fail naming ``name``."""
     try:

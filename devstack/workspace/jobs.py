@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from devstack.workspace.api import Request, invalid, not_found
+from devstack.workspace.api import Request, invalid, not_found, pagination
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.runs import manager
 from devstack.workspace.scheduler import CREATOR, as_int, normalize_tasks
@@ -236,17 +236,7 @@ def register(router, ctx: WorkspaceContext) -> None:
     def list_jobs(request: Request):
         name = request.get("name", str)
         expand = request.get("expand_tasks", bool, False)
-        limit = request.get("limit", int, 20) or 20
-        if not 1 <= limit <= 100:
-            raise invalid("Invalid value for field limit: must be between 1 and 100")
-        offset = request.get("offset", int, 0) or 0
-        token = request.get("page_token", str) or ""
-        if token:
-            if not token.isdigit():
-                raise invalid(
-                    f"Invalid value for field page_token: {token!r} is not a token this API returned"
-                )
-            offset = int(token)
+        limit, offset = pagination(request, default_limit=20, max_limit=100)
         sql = "SELECT job_id, created_time, settings FROM jobs"
         params: tuple = ()
         if name:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.api import Request, invalid
+from devstack.workspace.api import Request, invalid, pagination
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.scheduler import CREATOR, TERMINAL, RunManager, RunRec, now_ms
 
@@ -308,17 +308,7 @@ def register(router, ctx: WorkspaceContext) -> None:
             raise invalid("active_only and completed_only cannot both be true")
         run_type = request.get("run_type", str)
         expand = request.get("expand_tasks", bool, False)
-        limit = request.get("limit", int, 25) or 25
-        if not 1 <= limit <= 1000:
-            raise invalid("Invalid value for field limit: must be between 1 and 1000")
-        offset = request.get("offset", int, 0) or 0
-        token = request.get("page_token", str) or ""
-        if token:
-            if not token.isdigit():
-                raise invalid(
-                    f"Invalid value for field page_token: {token!r} is not a token this API returned"
-                )
-            offset = int(token)
+        limit, offset = pagination(request, default_limit=25, max_limit=1000)
         start_from = request.get("start_time_from", int)
         start_to = request.get("start_time_to", int)
         with mgr.lock:
