@@ -18,6 +18,8 @@ single source of truth:
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.providers.databricks.operators.databricks import (
     DatabricksCreateJobsOperator,
@@ -148,7 +150,9 @@ with DAG(
             "['candidate_metrics'] }}\n\nChampion: {{ ti.xcom_pull(task_ids='validation_gate')"
             "['champion_metrics'] }}"
         ),
-        execution_timeout=pendulum.duration(days=2),
+        # A plain timedelta: the task runner sends this timeout to its supervisor with msgpack,
+        # which refuses pendulum's Duration (the task then never awaits input).
+        response_timeout=timedelta(days=2),
     )
     promote = PromoteModelVersionOperator(
         task_id="promote",
