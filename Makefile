@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-lock
 
-.PHONY: demo test lint lock clean
+.PHONY: demo test lint lock clean up down chromium
 
 $(STAMP): requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,22 @@ $(STAMP): requirements.lock
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium with Playwright (which never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The same stack as docker-compose.yaml, as native processes on 127.0.0.1: the devstack plus
+# Airflow (api-server, scheduler, dag-processor, triggerer) on :8080. `make down` stops it all.
+up: $(STAMP)
+	$(BIN)/python -m devstack up --with-airflow
+
+down: $(STAMP)
+	$(BIN)/python -m devstack down
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

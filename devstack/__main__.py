@@ -1,6 +1,8 @@
 """The devstack command line.
 
 python -m devstack up       start MLflow and the dev/staging/prod workspaces in the background
+                            (--with-airflow: also Airflow's api-server, scheduler, dag-processor
+                            and triggerer on 127.0.0.1:8080; that is `make up`)
 python -m devstack status   show what runs
 python -m devstack down     stop all of it
 python -m devstack demo     the whole lifecycle on a devstack it starts and stops (make demo)
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 from devstack.airflow_runner import ROOT
+from devstack.processes import ProcessStartError
 
 DEFAULT_STATE = ROOT / ".devstack"
 
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         "--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503"
     )
     up.add_argument("--cluster-start-seconds", type=float, default=0.0, help="simulated cluster start time")
+    up.add_argument(
+        "--with-airflow", action="store_true", help="also start Airflow (api-server, scheduler, ...)"
+    )
+    up.add_argument("--airflow-port", type=int, default=8080, help="Airflow UI/API port (default 8080)")
     down = sub.add_parser("down", help="stop everything `up` started")
     down.add_argument("--purge", action="store_true", help="also delete the state (registry, runs, lake)")
     sub.add_parser("status", help="show what runs")
@@ -47,6 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             if len(ports) != 3:
                 parser.error("--workspace-ports takes three ports: dev,staging,prod")
             print(f"devstack up (state in {state_dir})")
+            if args.with_airflow:
+                from devstack import airflow_stack
+
+                record = airflow_stack.up(
+                    state_dir,
+                    port=args.airflow_port,
+                    ports={
+                        "mlflow": args.mlflow_port,
+                        "dev": ports[0],
+                        "staging": ports[1],
+                        "prod": ports[2],
+                    },
+                    use_postgres=False if args.sqlite else None,
+                )
+                print(f"\nAirflow UI  {record['url']}   login {record['user']} / {record['password']}")
+                print("Stop everything with: make down  (python -m devstack down)")
+                return 0
             stack.up(
                 state_dir,
                 ports={"mlflow": args.mlflow_port, "dev": ports[0], "staging": ports[1], "prod": ports[2]},
@@ -60,15 +84,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "down":
-            stack.down(state_dir, purge=args.purge)
+            from devstack import airflow_stack
+
+            airflow_stack.down(state_dir, purge=args.purge)
             return 0
         if args.command == "status":
-            return stack.print_status(state_dir)
+            from devstack import airflow_stack
+
+            code = stack.print_status(state_dir)
+            return max(code, airflow_stack.print_status(state_dir) or 0)
         if args.command == "demo":
             from devstack.demo import run_demo
 
             return run_demo(state_dir, keep_running=args.keep_running)
-    except stack.StackError as exc:
+    except (stack.StackError, ProcessStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command}")
