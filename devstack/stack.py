@@ -75,7 +75,10 @@ def load_project_config() -> dict:
 
 
 def connection_env(stack: dict, config: dict) -> dict[str, str]:
-    """AIRFLOW_CONN_* and settings that point the lifecycle DAGs at a running devstack."""
+    """AIRFLOW_CONN_* and settings that point the lifecycle DAGs at a running devstack.
+
+    Entries of ``stack`` may name a ``host`` (docker-compose service names); 127.0.0.1 otherwise.
+    """
     env: dict[str, str] = {}
     for name in ENVIRONMENTS:
         ws = stack["workspaces"][name]
@@ -83,7 +86,7 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
             {
                 "conn_type": "databricks",
-                "host": "127.0.0.1",
+                "host": ws.get("host", "127.0.0.1"),
                 "port": ws["port"],
                 "schema": "http",
                 "password": ws["token"],
@@ -91,7 +94,12 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
         )
     mlflow_conn = config["registry"]["mlflow_conn_id"]
     env[f"AIRFLOW_CONN_{mlflow_conn.upper()}"] = json.dumps(
-        {"conn_type": "http", "host": "127.0.0.1", "port": stack["mlflow"]["port"], "schema": "http"}
+        {
+            "conn_type": "http",
+            "host": stack["mlflow"].get("host", "127.0.0.1"),
+            "port": stack["mlflow"]["port"],
+            "schema": "http",
+        }
     )
     env["MLOPS_CONFIG_OVERLAY"] = "devstack"
     env["DEVSTACK_LAKE"] = stack["lake"]

@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config", type=Path, default=None, help='JSON file: {"clusters": [all-purpose cluster specs]}'
     )
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="URL browsers reach this workspace at, for run_page_url (e.g. behind a published port)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not 0 <= args.fault_rate < 1:
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         max_parallel_runs=args.max_parallel_runs,
         fault_rate=args.fault_rate,
         clusters=config.get("clusters", []),
+        public_url=args.public_url,
     )
     server = serve(ctx)
 

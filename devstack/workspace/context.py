@@ -28,10 +28,13 @@ class WorkspaceContext:
     services: dict[str, Any] = field(default_factory=dict)
     # Called in reverse order when the workspace stops (stop drivers, close the store, ...).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    # Where browsers reach the workspace when that differs from host:port (a container's
+    # published port); links such as run_page_url use it.
+    public_url: str | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def local_path(self, *parts: str) -> Path:
         """A path under the data dir (created parents)."""

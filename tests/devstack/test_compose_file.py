@@ -9,30 +9,137 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+AIRFLOW = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+# Run once and exit; the services that need them wait for service_completed_successfully.
+ONE_SHOTS = ("airflow-init", "devstack-init")
+
+
+def _interpolate_defaults(text: str) -> str:
+    """What compose makes of ${VAR:-default} with no .env file."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
 
 
 def test_every_service_has_a_healthcheck_and_loopback_ports():
-    for name, service in COMPOSE["services"].items():
+    for name, service in SERVICES.items():
+        if name in ONE_SHOTS:
+            assert service["restart"] == "no", name
+            continue
         assert "healthcheck" in service, name
+        assert service["healthcheck"]["test"], name
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_one_shots_gate_every_airflow_component():
+    for name in AIRFLOW:
+        depends = SERVICES[name]["depends_on"]
+        for one_shot in ONE_SHOTS:
+            assert depends[one_shot]["condition"] == "service_completed_successfully", (name, one_shot)
+        assert depends["postgres"]["condition"] == "service_healthy", name
+    assert SERVICES["devstack-init"]["depends_on"].keys() == {
+        f"workspace-{n}" for n in ("dev", "staging", "prod")
+    }
+
+
+def test_airflow_runs_on_an_image_built_from_the_official_one():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM apache/airflow:3\.3\.\d+", dockerfile, re.M)
+    assert "requirements.lock" in dockerfile
+    for name in (*AIRFLOW, "airflow-init"):
+        service = SERVICES[name]
+        assert service["build"]["dockerfile"] == "Dockerfile", name
+        assert "_PIP_ADDITIONAL_REQUIREMENTS" not in service["environment"], name
+        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
+        mounts = {m.split(":")[1] for m in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= mounts, name
+    commands = {SERVICES[name]["command"] for name in AIRFLOW}
+    assert commands == {"api-server", "scheduler", "dag-processor", "triggerer"}
+
+
+def test_airflow_connections_are_the_ones_devstack_up_writes_for_these_services():
+    from devstack.compose import compose_connection_env
+
+    env = SERVICES["airflow-scheduler"]["environment"]
+    expected = compose_connection_env()
+    assert {k: env.get(k) for k in expected} == expected
+    # ...and no other connection sneaks in beside them.
+    assert {k for k in env if k.startswith("AIRFLOW_CONN_")} == {
+        k for k in expected if k.startswith("AIRFLOW_CONN_")
+    }
+
+
+def test_connection_ids_match_the_ones_the_dags_use():
+    import json
+
+    from include.config import load_config
+
+    config = load_config(overlay="")
+    used = {env["databricks_conn_id"] for env in config["environments"].values()}
+    used.add(config["registry"]["mlflow_conn_id"])
+    env = SERVICES["airflow-apiserver"]["environment"]
+    defined = {k.removeprefix("AIRFLOW_CONN_").lower() for k in env if k.startswith("AIRFLOW_CONN_")}
+    assert defined == used
+    for name in ("dev", "staging", "prod"):
+        conn = json.loads(_interpolate_defaults(env[f"AIRFLOW_CONN_DATABRICKS_{name.upper()}"]))
+        service = SERVICES[f"workspace-{name}"]
+        # The token Airflow sends is the one the workspace was started with.
+        assert f"--token {conn['password']}" in _interpolate_defaults(service["command"])
+        assert (conn["host"], conn["port"]) == (f"workspace-{name}", 8000)
+        assert "--port 8000" in service["command"]
+
+
+def test_login_is_the_simple_auth_manager_with_a_named_local_default():
+    env = SERVICES["airflow-apiserver"]["environment"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
+    assert _interpolate_defaults(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]) == "admin:admin"
+    passwords = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    init = SERVICES["airflow-init"]
+    assert passwords in "\n".join(init["command"])
+    assert _interpolate_defaults(init["environment"]["AIRFLOW_ADMIN_PASSWORD"]) == "admin"
+    # Secrets come from variables: nothing but ${VAR:-local default} in the file.
+    for key in ("AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"):
+        assert re.fullmatch(r"\$\{\w+:-local-dev-only-[\w-]+\}", env[key]), key
+    readme = (ROOT / "README.md").read_text()
+    assert "admin / admin" in readme and "AIRFLOW_ADMIN_PASSWORD" in readme
+
+
+def test_mlflow_accepts_its_service_name_as_host():
+    command = SERVICES["mlflow"]["command"]
+    allowed = re.search(r"--allowed-hosts (\S+)", command).group(1).split(",")
+    assert {"mlflow", "mlflow:5000"} <= set(allowed)
+    for name in ("dev", "staging", "prod"):
+        assert "--mlflow-tracking-uri http://mlflow:5000" in SERVICES[f"workspace-{name}"]["command"]
 
 
 def test_one_workspace_per_environment_of_the_config():
     from include.config import load_config
 
     environments = set(load_config(overlay="")["environments"])
-    workspaces = {n.removeprefix("workspace-") for n in COMPOSE["services"] if n.startswith("workspace-")}
+    workspaces = {n.removeprefix("workspace-") for n in SERVICES if n.startswith("workspace-")}
     assert workspaces == environments
     for name in environments:
-        command = COMPOSE["services"][f"workspace-{name}"]["command"]
+        command = SERVICES[f"workspace-{name}"]["command"]
         assert f"--name {name}" in command and "--mlflow-tracking-uri http://mlflow:5000" in command
+        # Spark in the workspace and the lake path in Airflow's config are the same volume.
+        assert "lake:/lake" in SERVICES[f"workspace-{name}"]["volumes"]
+    assert "lake:/lake" in SERVICES["devstack-init"]["volumes"]
+    assert "openjdk" in (ROOT / "devstack" / "Dockerfile").read_text()
 
 
 def test_published_ports_match_the_native_devstack():
+    from devstack.airflow_stack import DEFAULT_PORT
     from devstack.stack import DEFAULT_PORTS
 
-    for name, port in DEFAULT_PORTS.items():
-        service = COMPOSE["services"]["mlflow" if name == "mlflow" else f"workspace-{name}"]
+    for name, port in {**DEFAULT_PORTS, "airflow": DEFAULT_PORT}.items():
+        service = SERVICES[
+            {"mlflow": "mlflow", "airflow": "airflow-apiserver"}.get(name, f"workspace-{name}")
+        ]
         published = re.match(r"127\.0\.0\.1:\$\{\w+:-(\d+)\}:", service["ports"][0]).group(1)
         assert int(published) == port, name
+        if name in ("dev", "staging", "prod"):
+            # Run links in the Airflow UI must open on the host, at the published port.
+            assert (
+                f"--public-url http://127.0.0.1:${{DEVSTACK_PORT_{name.upper()}:-{port}}}"
+                in service["command"]
+            )
