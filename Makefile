@@ -20,7 +20,7 @@ demo: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 
 chromium:
-	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest

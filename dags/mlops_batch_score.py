@@ -4,7 +4,8 @@ Scores a day of new data with the production **champion** on the **prod** worksp
 morning on schedule, and again right after a release or rollback moves the champion.
 
 1. `resolve_scoring_run` - fixes the champion to an exact version and the date to score
-   BEFORE the job starts, so a promotion during the run changes nothing. Scheduled runs score
+   BEFORE the job starts, so a promotion during the run changes nothing. With no champion yet
+   (before the first release) the run is skipped. Scheduled runs score
    their data interval's date; runs started by a new champion (or from the UI without a date)
    score the newest input partition.
 2. `score` - runs the `mlops-batch-score` job (deployed by `mlops_release`); the notebook
@@ -23,11 +24,12 @@ from mlops.notebook_results import DatabricksNotebookResultOperator
 
 from include.assets import CHAMPION
 from include.config import environment, load_config
-from include.dag_helpers import IDEMPOTENCY_TOKEN, MACROS, xcom
+from include.dag_helpers import IDEMPOTENCY_TOKEN, MACROS, registry_connection, xcom
 from include.jobs import render_job
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+REGISTRY = registry_connection(CONFIG)
 PROD = environment(CONFIG, "prod")
 SCORING = CONFIG["scoring"]
 _, SCORING_JOB = render_job("batch_score", CONFIG)
@@ -59,10 +61,21 @@ with DAG(
     @task
     def resolve_scoring_run(params: dict, dag_run=None, data_interval_start=None) -> dict:
         """The exact champion version and the date to score, fixed before the job starts."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from mlops.exceptions import ModelRegistryNotFoundError
         from mlops.hooks import MlflowRegistryHook
 
-        hook = MlflowRegistryHook(CONFIG["registry"]["mlflow_conn_id"])
-        version = hook.get_model_version_by_alias(MODEL["prod_model_name"], MODEL["champion_alias"]).version
+        hook = MlflowRegistryHook(**REGISTRY)
+        try:
+            version = hook.get_model_version_by_alias(
+                MODEL["prod_model_name"], MODEL["champion_alias"]
+            ).version
+        except ModelRegistryNotFoundError as exc:
+            # A fresh installation scores nothing until the first release: skipped, not failed.
+            raise AirflowSkipException(
+                f"No {MODEL['champion_alias']} of {MODEL['prod_model_name']} yet, nothing to score: "
+                f"release a model with mlops_release first. ({exc})"
+            ) from exc
         if params.get("date"):
             date = params["date"]
         elif dag_run.run_type == "scheduled":

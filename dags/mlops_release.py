@@ -33,12 +33,12 @@ from mlops.operators import ModelValidationGateOperator, PromoteModelVersionOper
 
 from include.assets import CHALLENGER, CHAMPION
 from include.config import environment, load_config
-from include.dag_helpers import IDEMPOTENCY_TOKEN, MACROS, xcom
+from include.dag_helpers import IDEMPOTENCY_TOKEN, MACROS, registry_connection, xcom
 from include.jobs import render_job
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
-MLFLOW_CONN_ID = CONFIG["registry"]["mlflow_conn_id"]
+REGISTRY = registry_connection(CONFIG)
 STAGING = environment(CONFIG, "staging")
 PROD = environment(CONFIG, "prod")
 _, VALIDATION_JOB = render_job("validate_model", CONFIG)
@@ -92,7 +92,7 @@ with DAG(
         """The version to release: the form's, else the challenger alias of the dev model."""
         from mlops.hooks import MlflowRegistryHook
 
-        hook = MlflowRegistryHook(MLFLOW_CONN_ID)
+        hook = MlflowRegistryHook(**REGISTRY)
         if params.get("version"):
             return str(hook.get_model_version(MODEL["dev_model_name"], params["version"]).version)
         return str(
@@ -125,7 +125,7 @@ with DAG(
     )
     gate = ModelValidationGateOperator(
         task_id="validation_gate",
-        mlflow_conn_id=MLFLOW_CONN_ID,
+        **REGISTRY,
         model_name=MODEL["dev_model_name"],
         candidate_version=xcom("resolve_candidate"),
         champion_model_name=MODEL["prod_model_name"],
@@ -157,7 +157,7 @@ with DAG(
     promote = PromoteModelVersionOperator(
         task_id="promote",
         trigger_rule="none_failed_min_one_success",
-        mlflow_conn_id=MLFLOW_CONN_ID,
+        **REGISTRY,
         model_name=MODEL["dev_model_name"],
         version=xcom("resolve_candidate"),
         alias=MODEL["champion_alias"],

@@ -14,9 +14,11 @@ from mlops.operators import RollbackModelOperator
 
 from include.assets import CHAMPION
 from include.config import load_config
+from include.dag_helpers import registry_connection
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+REGISTRY = registry_connection(CONFIG)
 
 with DAG(
     dag_id="mlops_rollback",
@@ -46,7 +48,7 @@ with DAG(
 ) as dag:
     RollbackModelOperator(
         task_id="rollback_champion",
-        mlflow_conn_id=CONFIG["registry"]["mlflow_conn_id"],
+        **REGISTRY,
         model_name=MODEL["prod_model_name"],
         alias=MODEL["champion_alias"],
         to_version="{{ params.to_version or '' }}",

@@ -25,10 +25,17 @@ from mlops.operators import SetModelAliasOperator
 
 from include.assets import CHALLENGER
 from include.config import environment, load_config
-from include.dag_helpers import MODEL_TYPES, hyperparameters_template, lineage_template, xcom
+from include.dag_helpers import (
+    MODEL_TYPES,
+    hyperparameters_template,
+    lineage_template,
+    registry_connection,
+    xcom,
+)
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+REGISTRY = registry_connection(CONFIG)
 DEV = environment(CONFIG, "dev")
 NOTEBOOK_DIR = CONFIG["jobs"]["notebook_dir"]
 DEFAULTS = MODEL["hyperparameters"]
@@ -135,7 +142,7 @@ with DAG(
     )
     set_challenger = SetModelAliasOperator(
         task_id="set_challenger",
-        mlflow_conn_id=CONFIG["registry"]["mlflow_conn_id"],
+        **REGISTRY,
         model_name=MODEL["dev_model_name"],
         alias=MODEL["challenger_alias"],
         version=xcom("read_training_result", "version"),

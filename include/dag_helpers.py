@@ -10,6 +10,14 @@ MACROS = {"idempotency_token": idempotency_token}
 IDEMPOTENCY_TOKEN = "{{ idempotency_token(dag_run.dag_id, dag_run.run_id, ti.task_id) }}"
 
 
+def registry_connection(config: dict) -> dict[str, str]:
+    """How the registry operators and hook reach the registry of ``config`` (their kwargs)."""
+    registry = config["registry"]
+    if registry.get("uri"):
+        return {"databricks_conn_id": registry["databricks_conn_id"], "registry_uri": registry["uri"]}
+    return {"mlflow_conn_id": registry["mlflow_conn_id"]}
+
+
 def xcom(task_id: str, key: str | None = None) -> str:
     """A template pulling one task's return value (or one key of it)."""
     value = f"ti.xcom_pull(task_ids='{task_id}')"

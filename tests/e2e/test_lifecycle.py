@@ -81,6 +81,9 @@ def _start(name: str, tmp_path_factory, fault_rate: float = 0.0) -> Lifecycle:
 def _main_scenario(life: Lifecycle, airflow) -> None:
     model = life.config["model"]
     facts = life.facts
+    # 0. Before any release there is no champion: scoring is skipped, not failed.
+    life.run(airflow, "score_before_release", "mlops_batch_score", {"date": SCORE_DATE})
+    life.facts["prod_runs_before_release"] = len(life.workspace_runs("prod"))
     # 1. First release: a decent ridge model becomes the first champion; its day is scored.
     life.run(airflow, "train_v1", "mlops_train", {"model_type": "ridge", "alpha": 1.0})
     life.run(airflow, "release_v1", "mlops_release", {"reason": "first release"})
@@ -195,6 +198,13 @@ def test_full_lifecycle_trains_releases_and_scores(lifecycles):
     version = life.mlflow().get_model_version(life.config["model"]["dev_model_name"], "1")
     assert version.tags["mlops_dag_id"] == "mlops_train" and version.tags["mlops_source_run_id"]
     assert "Scored 250 rows of 2026-11-20" in life.runs["score_1"].output
+
+
+def test_scoring_before_the_first_release_is_skipped(lifecycles):
+    life = lifecycles["main"]
+    result = _ok(life, "score_before_release")
+    assert "No champion of prod.ml.diabetes yet, nothing to score" in result.output
+    assert life.facts["prod_runs_before_release"] == 0  # no scoring job was started
 
 
 def test_worse_candidate_is_blocked_and_champion_unchanged(lifecycles):

@@ -69,3 +69,14 @@ def test_devstack_overlay_needs_the_lake_variable(monkeypatch):
 def test_unknown_overlay_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"overlay 'nope' not found.*'devstack'"):
         load_config(overlay="nope")
+
+
+def test_registry_operators_use_the_databricks_connection_for_unity_catalog(monkeypatch):
+    from include.dag_helpers import registry_connection
+
+    assert registry_connection(load_config(overlay="")) == {
+        "databricks_conn_id": "databricks_dev",
+        "registry_uri": "databricks-uc",
+    }
+    monkeypatch.setenv("DEVSTACK_LAKE", "/tmp/lake")
+    assert registry_connection(load_config(overlay="devstack")) == {"mlflow_conn_id": "mlflow_default"}
