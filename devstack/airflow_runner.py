@@ -83,8 +83,9 @@ class AirflowRunner:
     ) -> DagRunResult:
         """Run one real DAG run with `airflow dags test` and return its output and final state.
 
-        When ``<dags_folder>/<dag_id>.py`` exists only that file is parsed: faster, and several
-        runs can share one metadata DB without racing to register the same DAGs.
+        When ``<dags_folder>/<dag_id>.py`` exists only that file is parsed (faster). Runs that go
+        on at the same time should use separate metadata DBs: concurrent `dags test` processes
+        on one DB can still race on registering a DAG.
         """
         cmd = [str(VENV_BIN / "airflow"), "dags", "test", dag_id]
         dag_file = dags_folder / f"{dag_id}.py"
