@@ -67,13 +67,6 @@ class StackState:
         self.file.write_text(json.dumps(data, indent=2))
 
 
-def load_project_config() -> dict:
-    """The devstack view of include/config (the devstack overlay)."""
-    from include.config import load_config
-
-    return load_config(overlay="devstack")
-
-
 def connection_env(stack: dict, config: dict) -> dict[str, str]:
     """AIRFLOW_CONN_* and settings that point the lifecycle DAGs at a running devstack.
 
@@ -267,9 +260,11 @@ def sync(state: StackState, stack: dict, say=print) -> None:
 
 
 def load_project_config_for(lake: Path) -> dict:
-    """The devstack config with its ${DEVSTACK_LAKE} pointing at ``lake``."""
+    """include/config with the devstack overlay, its ${DEVSTACK_LAKE} pointing at ``lake``."""
+    from include.config import load_config
+
     os.environ["DEVSTACK_LAKE"] = str(lake)
-    return load_project_config()
+    return load_config(overlay="devstack")
 
 
 def _mlflow_database(state_dir: Path) -> str:
