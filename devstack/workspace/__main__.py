@@ -48,6 +48,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="URL browsers reach this workspace at, for run_page_url (e.g. behind a published port)",
     )
+    parser.add_argument(
+        "--metastore-dir",
+        type=Path,
+        default=None,
+        help="Unity Catalog metastore shared by workspaces (default: <data-dir>/metastore)",
+    )
+    parser.add_argument(
+        "--storage-account",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="map abfss://<container>@NAME.dfs.core.windows.net/<path> to DIR/<container>/<path> (repeatable)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not 0 <= args.fault_rate < 1:
@@ -57,6 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.cluster_start_seconds < 0:
         parser.error("--cluster-start-seconds must not be negative")
     return args
+
+
+def _attach_storage(ctx: WorkspaceContext, args: argparse.Namespace) -> None:
+    """Open the shared Unity Catalog metastore and the abfss:// storage accounts of the workspace."""
+    from devstack.workspace.runtime.fs import abfss_to_local, parse_storage_accounts
+    from devstack.workspace.unity_catalog.backend import Metastore
+
+    try:
+        ctx.storage_accounts = parse_storage_accounts(args.storage_account)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    metastore_dir = (args.metastore_dir or ctx.data_dir / "metastore").resolve()
+    ctx.metastore = Metastore(metastore_dir, lambda url: abfss_to_local(url, ctx.storage_accounts))
+    ctx.on_shutdown.append(ctx.metastore.close)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         clusters=config.get("clusters", []),
         public_url=args.public_url,
     )
+    _attach_storage(ctx, args)
     server = serve(ctx)
 
     stopping = threading.Event()

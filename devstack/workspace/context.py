@@ -31,6 +31,10 @@ class WorkspaceContext:
     # Where browsers reach the workspace when that differs from host:port (a container's
     # published port); links such as run_page_url use it.
     public_url: str | None = None
+    # The Unity Catalog metastore shared by every workspace (unity_catalog.backend.Metastore),
+    # and the Azure storage accounts abfss:// paths map to (account name -> local directory).
+    metastore: Any = None
+    storage_accounts: dict[str, Path] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

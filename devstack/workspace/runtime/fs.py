@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,44 @@ def to_local(path: str, data_dir: Path, *, bare: str = "dbfs") -> Path:
         f"Unsupported path {path!r}: use an absolute path such as dbfs:/tmp/x, /Volumes/cat/schema/vol/x "
         f"or file:/tmp/x"
     )
+
+
+# abfss://<container>@<account>.dfs.core.windows.net/<path> (ADLS Gen2; abfs:// is the non-TLS form).
+ABFSS = re.compile(
+    r"^abfss?://(?P<container>[^@/]+)@(?P<account>[A-Za-z0-9]+)\.dfs\.core\.windows\.net(?P<path>/.*)?$"
+)
+
+
+def parse_storage_accounts(specs: list[str] | None) -> dict[str, Path]:
+    """``["NAME=DIR", ...]`` (the ``--storage-account`` flag) as ``{name: resolved DIR}``."""
+    accounts: dict[str, Path] = {}
+    for spec in specs or []:
+        name, sep, directory = spec.partition("=")
+        if not sep or not name or not directory:
+            raise ValueError(f"--storage-account {spec!r}: expected NAME=DIR, e.g. mlopsdevlake=/srv/lake/dev")
+        accounts[name.lower()] = Path(directory).expanduser().resolve()
+    return accounts
+
+
+def abfss_to_local(url: str, accounts: dict[str, Path]) -> Path:
+    """The local file behind ``abfss://<container>@<account>.dfs.core.windows.net/<path>``.
+
+    It lies at ``<account's DIR>/<container>/<path>``. An account the workspace was not told
+    about is refused naming the account and the flag that declares it.
+    """
+    found = ABFSS.match(url)
+    if not found:
+        raise ValueError(
+            f"Unsupported abfss URL {url!r}: expected abfss://<container>@<account>.dfs.core.windows.net/<path>"
+        )
+    account = found["account"].lower()
+    if account not in accounts:
+        known = ", ".join(sorted(accounts)) or "none"
+        raise ValueError(
+            f"Storage account {account!r} of {url} is not known to this workspace (known: {known}); "
+            f"start the workspace with --storage-account {account}=DIR to map it to a local directory."
+        )
+    return _under(accounts[account] / found["container"], found["path"] or "/")
 
 
 def _under(root: Path, rest: str) -> Path:

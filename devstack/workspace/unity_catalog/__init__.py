@@ -1,0 +1,1 @@
+"""Unity Catalog: the metastore that every workspace of the devstack shares."""
