@@ -62,6 +62,8 @@ class Request:
     body: dict[str, Any]
     headers: dict[str, str]
     path_params: dict[str, str] = field(default_factory=dict)
+    # The undecoded body, for handlers marked with :func:`raw_body` (file uploads).
+    raw_body: bytes = b""
 
     def _raw(self, name: str) -> Any:
         if name in self.body:
@@ -144,6 +146,12 @@ def coerce(name: str, value: Any, kind: type) -> Any:
 
 
 Handler = Callable[[Request], Any]
+
+
+def raw_body(handler: Handler) -> Handler:
+    """Mark a handler whose body is file content: the server hands it over undecoded."""
+    handler.raw_body = True  # type: ignore[attr-defined]
+    return handler
 
 
 class Router:

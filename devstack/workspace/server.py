@@ -98,9 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._maybe_inject_fault(split.path)
             handler, path_params = self.server.router.match(self.command, split.path)
             content_type = self.headers.get("Content-Type")
-            body = (
-                self._parse_form(raw, content_type) if is_form_data(content_type) else self._parse_json(raw)
-            )
+            if getattr(handler, "raw_body", False):
+                body = {}
+            elif is_form_data(content_type):
+                body = self._parse_form(raw, content_type)
+            else:
+                body = self._parse_json(raw)
             request = Request(
                 method=self.command,
                 path=split.path,
@@ -108,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body=body,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 path_params=path_params,
+                raw_body=raw,
             )
             result = handler(request)
         except ApiError as exc:
