@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from functools import cached_property
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,58 @@ _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 
 def _error_code(exc: BaseException) -> str | None:
     return getattr(exc, "error_code", None)
+
+
+_SIGNIN_HELP = (
+    "a personal access token in the password (no login); or an Entra ID service principal: login = "
+    "client id, password = client secret, extra azure_tenant_id (and azure_resource_id if it is not "
+    "a workspace user); or extra use_azure_managed_identity: true; or a Databricks OAuth secret: "
+    "login = client id, password = secret, extra service_principal_oauth: true"
+)
+
+
+def _signin_method(conn: Any) -> str:
+    """Which of the provider's sign-in flows the connection selects (its order), for messages."""
+    extra = conn.extra_dejson
+    if "token" in extra or (conn.password and not conn.login):
+        return "personal access token"
+    if "azure_tenant_id" in extra:
+        return "Entra ID service principal"
+    if extra.get("use_azure_managed_identity"):
+        return "Azure managed identity"
+    if extra.get("use_default_azure_credential"):
+        return "DefaultAzureCredential"
+    if extra.get("service_principal_oauth"):
+        return "Databricks OAuth M2M"
+    if extra.get("federated_token_provider") or extra.get("federated_aws") or extra.get("federated_k8s"):
+        return "OIDC token federation"
+    return "basic auth" if conn.login and conn.password else "no sign-in configured"
+
+
+def _redact(text: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+@cache
+def _signin_hook_class() -> type:
+    """The provider's DatabricksHook, with its OAuth token URL on the connection's base URL.
+
+    The provider builds ``https://{host}/oidc/v1/token`` and drops the connection's schema and
+    port, while every API call goes to ``{schema}://{host}:{port}`` (``_endpoint_url``); see
+    apache/airflow#47437 for the same URL builder. For a production connection (no schema, no
+    port) both are the same URL. Only that URL differs: the flow, the token cache and the
+    refresh are the provider's.
+    """
+    from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
+    class WorkspaceSignIn(DatabricksHook):
+        def _get_oidc_token_service_url(self) -> str:
+            return self._endpoint_url("oidc/v1/token")
+
+    return WorkspaceSignIn
 
 
 def _url_from_connection(host: str | None, schema: str | None, port: int | None, default_scheme: str) -> str:
@@ -45,8 +99,10 @@ class MlflowRegistryHook(BaseHook):
     Either an MLflow tracking server (``mlflow_conn_id``: conn type http or generic with host,
     port and schema; a password alone is sent as bearer token, login + password as basic auth;
     extra ``registry_uri`` for a separate registry) or a Databricks workspace
-    (``databricks_conn_id``: host and token; the registry is ``databricks-uc`` unless
-    ``registry_uri`` or the connection's extra ``registry_uri`` says ``databricks``).
+    (``databricks_conn_id``: signed in per call by the provider's ``DatabricksHook`` exactly as
+    for its operators: personal access token, Entra ID service principal, managed identity or
+    Databricks OAuth; the registry is ``databricks-uc`` unless ``registry_uri`` or the
+    connection's extra ``registry_uri`` says ``databricks``).
 
     :param mlflow_conn_id: Airflow connection of the MLflow tracking server.
     :param databricks_conn_id: Airflow connection of a Databricks workspace; wins when given.
@@ -87,12 +143,6 @@ class MlflowRegistryHook(BaseHook):
         if self.databricks_conn_id:
             conn = self._connection(self.databricks_conn_id)
             extra = conn.extra_dejson
-            token = conn.password or extra.get("token")
-            if not token:
-                raise ModelRegistryError(
-                    f"Databricks connection {self.databricks_conn_id!r} has no token: put a personal "
-                    "access token (or service principal token) in its password or extra 'token'."
-                )
             host = _url_from_connection(conn.host, conn.schema, conn.port, "https")
             registry = self.registry_uri_override or extra.get("registry_uri") or "databricks-uc"
             if registry.split(":", 1)[0] not in ("databricks", "databricks-uc"):
@@ -100,12 +150,14 @@ class MlflowRegistryHook(BaseHook):
                     f"registry_uri {registry!r} is not a Databricks registry; use 'databricks' "
                     "(workspace registry) or 'databricks-uc' (Unity Catalog) with a Databricks connection."
                 )
+            # No credentials here: the provider's hook signs in per call (see _workspace_credentials).
             return {
                 "tracking_uri": "databricks",
                 "registry_uri": registry,
                 "label": f"{registry} on {host}",
+                "host": host,
                 "headers": None,
-                "env": {"DATABRICKS_HOST": host, "DATABRICKS_TOKEN": token, "DATABRICKS_AUTH_TYPE": "pat"},
+                "env": None,
             }
         conn = self._connection(self.mlflow_conn_id)
         if conn.conn_type not in ("http", "generic", "mlflow", None, ""):
@@ -171,11 +223,69 @@ class MlflowRegistryHook(BaseHook):
         with self._credentials():
             return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
-    def _credentials(self):
-        headers, env = self._settings["headers"], self._settings["env"]
-        if env:
-            return scoped_env(env)
-        return auth_headers(headers)
+    @contextmanager
+    def _credentials(self) -> Iterator[None]:
+        """Credentials for one client call; on a workspace, fresh from the provider's sign-in."""
+        if self.databricks_conn_id:
+            env, headers = self._workspace_credentials()
+            # The SDK reads the token from the environment; the provider's Azure headers
+            # (management token) go through MLflow's request-header providers.
+            with scoped_env(env), auth_headers(headers):
+                yield
+            return
+        with auth_headers(self._settings["headers"]):
+            yield
+
+    @cached_property
+    def _signin(self) -> Any:
+        """The provider's ``DatabricksHook`` for the connection: its sign-in and its token cache."""
+        hook = _signin_hook_class()(self.databricks_conn_id, caller=type(self).__name__)
+        conn = self._connections.get(self.databricks_conn_id)
+        if conn is not None:
+            # As the provider's own _a_cache_databricks_conn does: a connection fetched
+            # asynchronously (in a trigger) fills the hook's cache, so no sync lookup is needed.
+            hook.__dict__["databricks_conn"] = conn
+        return hook
+
+    def _workspace_credentials(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(environment, headers) for one call, signed in exactly as the provider's hook would.
+
+        ``DatabricksHook._get_token`` picks the flow from the connection (personal access token,
+        Entra service principal, managed identity, DefaultAzureCredential, Databricks OAuth M2M,
+        OIDC federation) and caches OAuth tokens until shortly before they expire
+        (``_is_oauth_token_valid``), so each call gets a valid token and a refresh happens in
+        time. ``_get_aad_headers`` adds the management-token headers when ``azure_resource_id``
+        is set. The order of the two calls is the one of the provider's ``_do_api_call``.
+        """
+        signin = self._signin
+        conn = signin.databricks_conn
+        method = _signin_method(conn)
+        try:
+            headers = signin._get_aad_headers()
+            token = signin._get_token()
+        except Exception as exc:
+            raise ModelRegistryError(
+                _redact(
+                    f"Signing in to Databricks connection {self.databricks_conn_id!r} ({method}) failed: "
+                    f"{exc}. Check the connection's login, password and extra ({_SIGNIN_HELP}).",
+                    conn.password,
+                )
+            ) from None
+        env = {"DATABRICKS_HOST": self._settings["host"]}
+        if token:
+            env.update(DATABRICKS_TOKEN=token, DATABRICKS_AUTH_TYPE="pat")
+        elif conn.login and conn.password:
+            # No token flow configured: the provider falls back to basic auth with login/password.
+            env.update(
+                DATABRICKS_USERNAME=conn.login,
+                DATABRICKS_PASSWORD=conn.password,
+                DATABRICKS_AUTH_TYPE="basic",
+            )
+        else:
+            raise ModelRegistryError(
+                f"Databricks connection {self.databricks_conn_id!r} has no sign-in configured: {_SIGNIN_HELP}."
+            )
+        return env, headers
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         client = self._client

@@ -131,5 +131,7 @@ def test_databricks_connection_without_token_is_refused(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_DATABRICKS_NOTOKEN", json.dumps({"conn_type": "databricks", "host": "adb-1.net"})
     )
-    with pytest.raises(Exception, match="Databricks connection 'databricks_notoken' has no token"):
-        _ = MlflowRegistryHook(databricks_conn_id="databricks_notoken").registry_uri
+    with pytest.raises(
+        Exception, match="Databricks connection .databricks_notoken. has no sign-in configured"
+    ):
+        _ = MlflowRegistryHook(databricks_conn_id="databricks_notoken").search_registered_model_names()
