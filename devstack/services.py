@@ -176,3 +176,41 @@ def start_workspace(
         proc.stop()
         raise
     return Service(name=name, url=match.group(1), process=proc, data_dir=data_dir, token=token)
+
+
+def start_entra(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    tenant_id: str | None = None,
+    tls_dir: Path | None = None,
+    tls_names: list[str] | None = None,
+    startup_timeout: float = 30.0,
+    detached: bool = False,
+) -> Service:
+    """Run ``python -m devstack.entra`` (the Entra ID stand-in) and wait for its ``ready`` line.
+
+    The returned service's ``url`` is https (TLS from the devstack CA in ``tls_dir``); the same
+    port answers plain http, which the managed-identity endpoint uses.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "devstack.entra", "--port", str(port), "--data-dir", str(data_dir)]
+    if tenant_id:
+        cmd += ["--tenant-id", tenant_id]
+    if tls_dir:
+        cmd += ["--tls-dir", str(tls_dir)]
+    for name in tls_names or []:
+        cmd += ["--tls-name", name]
+    project_root = Path(__file__).resolve().parent.parent
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root), env.get("PYTHONPATH", "")) if p)
+    proc = start_process(
+        "entra", cmd, log_path=data_dir / "entra.log", env=env, cwd=project_root, detached=detached
+    )
+    try:
+        proc.wait_for_line(r"entra ready (https://\S+) tenant (\S+)", startup_timeout)
+    except Exception:
+        proc.stop()
+        raise
+    return Service(name="entra", url=f"https://127.0.0.1:{port}", process=proc, data_dir=data_dir)

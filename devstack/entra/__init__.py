@@ -1,0 +1,1 @@
+"""A local stand-in for Microsoft Entra ID (client-credentials tokens, JWKS, managed identity)."""
