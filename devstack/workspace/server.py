@@ -34,6 +34,7 @@ API_MODULES = (
     "runs",
     "internal",
     "runpage",
+    "unity_catalog.api",
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
