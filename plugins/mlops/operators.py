@@ -22,6 +22,7 @@ from mlops.registry import (
     EVALUATION_RUN_TAG,
     alias_holder,
     copy_version,
+    decided_by_earlier_try,
     describe_history,
     ensure_registered_model,
     lineage_tags,
@@ -606,10 +607,18 @@ class RollbackModelOperator(_RegistryOperator):
         current = alias_holder(hook, self.model_name, self.alias)
         history = read_history(hook, self.model_name, self.alias)
         to_version = _loads(self.to_version) if isinstance(self.to_version, str) else self.to_version
-        if to_version not in (None, ""):
-            target = _version_str(to_version, "to_version")
+        earlier = decided_by_earlier_try(history, lineage_tags(context), "rollback")
+        if earlier is not None:
+            target, replaced = str(earlier["version"]), earlier.get("previous_version")
+            self.log.info(
+                "An earlier try of this task chose version %s of %s: rolling back to it again.",
+                target,
+                self.model_name,
+            )
+        elif to_version not in (None, ""):
+            target, replaced = _version_str(to_version, "to_version"), current
         else:
-            target = rollback_target(history, current)
+            target, replaced = rollback_target(history, current), current
             if target is None:
                 raise ModelRegistryNotFoundError(
                     f"Cannot roll back alias {self.alias!r} of {self.model_name!r} (now version {current}): "
@@ -627,4 +636,4 @@ class RollbackModelOperator(_RegistryOperator):
             extra={"rolled_back_from": current},
             log=self.log,
         )
-        return {"model_name": self.model_name, "version": target, "previous_version": current}
+        return {"model_name": self.model_name, "version": target, "previous_version": replaced}

@@ -235,6 +235,23 @@ def rollback_target(history: list[dict[str, Any]], current: str | None) -> str |
     return None
 
 
+def decided_by_earlier_try(
+    history: list[dict[str, Any]], lineage: dict[str, str], action: str
+) -> dict[str, Any] | None:
+    """The history entry in which an earlier try of this task instance chose its ``action`` target.
+
+    The first try writes its history entry ("pending") before it moves the alias, so a retry or
+    a cleared task reads the target back instead of recomputing it from a history it has already
+    changed (which would walk the alias one more step back on every try).
+    """
+    for entry in history:
+        if entry.get("action") == action and same_task(
+            {f"{TAG}{k}": str(v) for k, v in entry.items()}, lineage
+        ):
+            return entry
+    return None
+
+
 def describe_history(history: list[dict[str, Any]], limit: int = 10) -> str:
     rows = [
         f"{e.get('at')} {e.get('action')} -> v{e.get('version')} (from v{e.get('previous_version')}, {e.get('status')})"
