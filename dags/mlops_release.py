@@ -21,13 +21,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.databricks.operators.databricks import (
-    DatabricksCreateJobsOperator,
-    DatabricksRunNowOperator,
-)
+from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, task
 from mlops.gate import parse_rules
+from mlops.jobs import DatabricksDeployJobOperator
 from mlops.notebook_results import DatabricksNotebookResultOperator
 from mlops.operators import ModelValidationGateOperator, PromoteModelVersionOperator
 
@@ -101,10 +99,10 @@ with DAG(
 
     candidate = resolve_candidate()
 
-    deploy_validation_job = DatabricksCreateJobsOperator(
+    deploy_validation_job = DatabricksDeployJobOperator(
         task_id="deploy_validation_job", databricks_conn_id=STAGING["databricks_conn_id"], json=VALIDATION_JOB
     )
-    deploy_scoring_job = DatabricksCreateJobsOperator(
+    deploy_scoring_job = DatabricksDeployJobOperator(
         task_id="deploy_scoring_job", databricks_conn_id=PROD["databricks_conn_id"], json=SCORING_JOB
     )
     validate_candidate = DatabricksRunNowOperator(
