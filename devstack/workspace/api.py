@@ -167,7 +167,9 @@ class Router:
         for version in versions:
             prefix = f"/api/{version}" if version else ""
             full = prefix + "/" + path.lstrip("/")
-            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", full)
+            # {name:path} takes the rest of the path, slashes included (Files API: fs/files{path}).
+            pattern = re.sub(r"\{(\w+):path\}", r"(?P<\1>/.*)", full)
+            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
             self._routes.append((method.upper(), re.compile(f"^{pattern}/?$"), handler))
             self._paths.add(full)
 

@@ -35,6 +35,7 @@ API_MODULES = (
     "internal",
     "runpage",
     "unity_catalog.api",
+    "files.api",
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
@@ -84,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch()
 
-    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET  # noqa: N815
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_GET  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug("%s - %s", self.address_string(), format % args)
@@ -130,8 +131,21 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s took %.1f ms", self.command, split.path, took)
 
     def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()  # requests streams uploads of unknown length this way
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline().strip():  # trailers, then the blank line
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
 
     @staticmethod
     def _parse_json(raw: bytes) -> dict[str, Any]:
@@ -208,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None
             )
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            if "Content-Length" not in (headers or {}):  # a HEAD answer may state the file's size
+                self.send_header("Content-Length", str(len(body)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()

@@ -1,0 +1,1 @@
+"""Files API (Unity Catalog volumes, registered models' storage) and DBFS 2.0."""
