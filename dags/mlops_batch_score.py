@@ -29,6 +29,7 @@ from include.jobs import render_job
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+TUNING = CONFIG["tuning"]
 REGISTRY = registry_connection(CONFIG)
 PROD = environment(CONFIG, "prod")
 SCORING = CONFIG["scoring"]
@@ -98,9 +99,9 @@ with DAG(
             "date": xcom("resolve_scoring_run", "date"),
         },
         idempotency_token=IDEMPOTENCY_TOKEN,
-        # Long waits free the worker slot: the triggerer polls every 2 s (the default is 30 s).
-        deferrable=True,
-        polling_period_seconds=2,
+        # Long waits free the worker slot; how often to poll comes from include/config.
+        deferrable=TUNING["deferrable"],
+        polling_period_seconds=TUNING["polling_period_seconds"],
     )
     scoring_result = DatabricksNotebookResultOperator(
         task_id="read_scoring_result",

@@ -36,6 +36,7 @@ from include.jobs import render_job
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+TUNING = CONFIG["tuning"]
 REGISTRY = registry_connection(CONFIG)
 STAGING = environment(CONFIG, "staging")
 PROD = environment(CONFIG, "prod")
@@ -111,9 +112,9 @@ with DAG(
         job_id=xcom("deploy_validation_job"),
         notebook_params={"candidate_version": xcom("resolve_candidate")},
         idempotency_token=IDEMPOTENCY_TOKEN,
-        # Long waits free the worker slot: the triggerer polls every 2 s (the default is 30 s).
-        deferrable=True,
-        polling_period_seconds=2,
+        # Long waits free the worker slot; how often to poll comes from include/config.
+        deferrable=TUNING["deferrable"],
+        polling_period_seconds=TUNING["polling_period_seconds"],
     )
     validation_result = DatabricksNotebookResultOperator(
         task_id="read_validation_result",

@@ -32,12 +32,15 @@ from include.dag_helpers import (
     registry_connection,
     xcom,
 )
+from include.jobs import git_source, notebook_location
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
+TUNING = CONFIG["tuning"]
 REGISTRY = registry_connection(CONFIG)
 DEV = environment(CONFIG, "dev")
-NOTEBOOK_DIR = CONFIG["jobs"]["notebook_dir"]
+# With jobs.git_url, training runs from the same repository and ref as validation and scoring.
+GIT_SOURCE = git_source(CONFIG)
 DEFAULTS = MODEL["hyperparameters"]
 
 with DAG(
@@ -94,6 +97,7 @@ with DAG(
         group_id="train_workflow",
         databricks_conn_id=DEV["databricks_conn_id"],
         job_clusters=[{"job_cluster_key": "training", "new_cluster": DEV["cluster"]}],
+        extra_job_params={"git_source": GIT_SOURCE} if GIT_SOURCE else None,
         # Run-level parameters reach every notebook task of the job; the launch renders them.
         notebook_params={"hyperparameters": hyperparameters_template(), "lineage": lineage_template()},
     ) as train_workflow:
@@ -101,8 +105,7 @@ with DAG(
             task_id="prepare_data",
             databricks_task_key="prepare_data",
             databricks_conn_id=DEV["databricks_conn_id"],
-            notebook_path=f"{NOTEBOOK_DIR}/prepare_data",
-            source="WORKSPACE",
+            **notebook_location(CONFIG, "prepare_data"),
             job_cluster_key="training",
             notebook_params={
                 "landing_path": DEV["paths"]["landing"],
@@ -113,14 +116,13 @@ with DAG(
                 "ranges": json.dumps(CONFIG["data"]["ranges"]),
                 "max_bad_fraction": str(CONFIG["data"]["max_bad_fraction"]),
             },
-            polling_period_seconds=2,
+            polling_period_seconds=TUNING["polling_period_seconds"],
         )
         train_model = DatabricksNotebookOperator(
             task_id="train_model",
             databricks_task_key="train_model",
             databricks_conn_id=DEV["databricks_conn_id"],
-            notebook_path=f"{NOTEBOOK_DIR}/train_model",
-            source="WORKSPACE",
+            **notebook_location(CONFIG, "train_model"),
             job_cluster_key="training",
             notebook_params={
                 "curated_path": DEV["paths"]["curated"],
@@ -130,7 +132,7 @@ with DAG(
                 "experiment": f"/Shared/mlops/{MODEL['name']}-training",
                 "registry_uri": CONFIG["registry"]["uri"] or "",
             },
-            polling_period_seconds=2,
+            polling_period_seconds=TUNING["polling_period_seconds"],
         )
         prepare_data >> train_model
 
