@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache, cached_property
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -57,25 +57,6 @@ def _redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
-
-
-@cache
-def _signin_hook_class() -> type:
-    """The provider's DatabricksHook, with its OAuth token URL on the connection's base URL.
-
-    The provider builds ``https://{host}/oidc/v1/token`` and drops the connection's schema and
-    port, while every API call goes to ``{schema}://{host}:{port}`` (``_endpoint_url``); see
-    apache/airflow#47437 for the same URL builder. For a production connection (no schema, no
-    port) both are the same URL. Only that URL differs: the flow, the token cache and the
-    refresh are the provider's.
-    """
-    from airflow.providers.databricks.hooks.databricks import DatabricksHook
-
-    class WorkspaceSignIn(DatabricksHook):
-        def _get_oidc_token_service_url(self) -> str:
-            return self._endpoint_url("oidc/v1/token")
-
-    return WorkspaceSignIn
 
 
 def _url_from_connection(host: str | None, schema: str | None, port: int | None, default_scheme: str) -> str:
@@ -239,7 +220,9 @@ class MlflowRegistryHook(BaseHook):
     @cached_property
     def _signin(self) -> Any:
         """The provider's ``DatabricksHook`` for the connection: its sign-in and its token cache."""
-        hook = _signin_hook_class()(self.databricks_conn_id, caller=type(self).__name__)
+        from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
+        hook = DatabricksHook(self.databricks_conn_id, caller=type(self).__name__)
         conn = self._connections.get(self.databricks_conn_id)
         if conn is not None:
             # As the provider's own _a_cache_databricks_conn does: a connection fetched
