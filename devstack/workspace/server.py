@@ -36,6 +36,7 @@ API_MODULES = (
     "runpage",
     "unity_catalog.api",
     "files.api",
+    "files.dbfs_api",
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
