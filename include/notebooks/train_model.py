@@ -14,7 +14,10 @@
 # MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
 # MAGIC | `lineage` | JSON of tags for the run (DAG run, git sha, data date) |
 # MAGIC
-# MAGIC Exits with JSON: model_name, version, run_id, metrics.
+# MAGIC A retried or cleared training of the same DAG run (the `lineage` tags `mlops_dag_id` and
+# MAGIC `mlops_dag_run_id`) registers nothing: it returns the version that DAG run registered.
+# MAGIC
+# MAGIC Exits with JSON: model_name, version, run_id, metrics, reused.
 
 # COMMAND ----------
 

@@ -73,6 +73,40 @@ def sklearn_types_of(model) -> list[str]:
     return [t for t in get_untrusted_types(data=dumps(model)) if t.startswith(("sklearn.", "numpy."))]
 
 
+# The lineage tags that name the DAG run a training belongs to (set by mlops_train).
+RUN_LINEAGE_KEYS = ("mlops_dag_id", "mlops_dag_run_id")
+
+
+def _quoted(value: str) -> str:
+    """A string literal of an MLflow search filter (single quotes, or double ones around a quote)."""
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def registered_by_same_dag_run(client, experiment_id: str, model_name: str, tags: dict[str, Any]):
+    """The version of ``model_name`` an earlier try of this DAG run registered, or None.
+
+    A retried or cleared training must not register a second version for one DAG run. The MLflow
+    run carries the lineage tags from its start, before anything is registered, so the search
+    goes run -> versions (``run_id = ...`` is a filter Unity Catalog accepts; tag filters on
+    versions are not, per mlflow's UC store docstring) and also finds a version whose own tags
+    were never written because the try died right after registering.
+    """
+    wanted = {k: str(tags[k]) for k in RUN_LINEAGE_KEYS if tags.get(k)}
+    if len(wanted) < len(RUN_LINEAGE_KEYS):
+        return None  # not started by a DAG run (a notebook run by hand): always a new version
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=" AND ".join(f"tags.{k} = {_quoted(v)}" for k, v in wanted.items()),
+        order_by=["attributes.start_time ASC"],
+    )
+    for run in runs:
+        versions = client.search_model_versions(f"run_id = {_quoted(run.info.run_id)}")
+        mine = sorted((mv for mv in versions if mv.name == model_name), key=lambda mv: int(mv.version))
+        if mine:
+            return mine[0]
+    return None
+
+
 def train_and_register(
     frame,
     *,
@@ -85,13 +119,34 @@ def train_and_register(
 ) -> dict[str, Any]:
     """Fit, log to MLflow (params, metrics, signature, input example) and register a new version.
 
-    Returns {model_name, version, run_id, model_uri, metrics}.
+    When the lineage ``tags`` name a DAG run that already registered a version (a retried or
+    cleared training), that version is returned instead and nothing is trained or registered.
+    Returns {model_name, version, run_id, model_uri, metrics, reused}.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    earlier = registered_by_same_dag_run(client, experiment_id, model_name, tags or {})
+    if earlier is not None:
+        version = str(earlier.version)
+        for key, value in {**(tags or {}), "mlops_source_run_id": earlier.run_id}.items():
+            client.set_model_version_tag(model_name, version, str(key), str(value))
+        print(
+            f"Version {version} of {model_name} was registered by an earlier try of DAG run "
+            f"{tags['mlops_dag_run_id']} (MLflow run {earlier.run_id}): returning it, not registering another."
+        )
+        return {
+            "model_name": model_name,
+            "version": version,
+            "run_id": earlier.run_id,
+            "model_uri": f"models:/{model_name}/{version}",
+            "metrics": dict(client.get_run(earlier.run_id).data.metrics),
+            "reused": True,
+        }
+
     model, metrics = fit_and_evaluate(frame, features, target, hyperparameters)
-    mlflow.set_experiment(experiment)
     run_name = f"{hyperparameters.get('model_type', 'ridge')} " + " ".join(
         f"{k}={v}" for k, v in sorted(hyperparameters.items()) if k != "model_type"
     )
@@ -112,7 +167,6 @@ def train_and_register(
         )
     version = str(info.registered_model_version)
     # Lineage on the version itself, so the registry alone tells where a model came from.
-    client = mlflow.MlflowClient()
     for key, value in {**(tags or {}), "mlops_source_run_id": run.info.run_id}.items():
         client.set_model_version_tag(model_name, version, str(key), str(value))
     return {
@@ -121,4 +175,5 @@ def train_and_register(
         "run_id": run.info.run_id,
         "model_uri": f"models:/{model_name}/{version}",
         "metrics": metrics,
+        "reused": False,
     }
