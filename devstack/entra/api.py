@@ -27,6 +27,9 @@ _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2(?P<v2>/v2\.0)?/token/?$")
 _OPENID = re.compile(r"^/(?P<tenant>[^/]+)(?P<v2>/v2\.0)?/\.well-known/openid-configuration/?$")
 _KEYS = re.compile(r"^/(?P<tenant>[^/]+)/discovery(?P<v2>/v2\.0)?/keys/?$")
 MSI_PATH = "/msi/token"
+# The Instance Metadata Service's instance document, which the Databricks provider reads before
+# using a managed identity (AZURE_METADATA_SERVICE_INSTANCE_URL; on Azure at 169.254.169.254).
+IMDS_INSTANCE_PATH = "/metadata/instance"
 
 
 class EntraHTTPServer(ThreadingHTTPServer):
@@ -69,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if split.path == "/health":
                 return self._json(200, {"status": "ok", "tenant_id": directory.tenant_id})
+            if split.path == IMDS_INSTANCE_PATH:
+                return self._instance_metadata()
             if split.path == MSI_PATH:
                 resource = directory.resource_of(resource=query.get("resource"))
                 return self._json(
@@ -123,6 +128,30 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("token refused for client %s: AADSTS%s %s", client_id, exc.code, exc.error)
             return self._json(exc.status, exc.body())
         self._json(200, answer)
+
+    def _instance_metadata(self) -> None:
+        if self.headers.get("Metadata", "").lower() != "true":
+            return self._json(
+                400,
+                {
+                    "error": "Bad request. Required metadata header not specified",
+                    "newest-versions": ["2021-02-01"],
+                },
+            )
+        self._json(
+            200,
+            {
+                "compute": {
+                    "azEnvironment": "AzurePublicCloud",
+                    "location": "westeurope",
+                    "name": "devstack",
+                    "osType": "Linux",
+                    "subscriptionId": "00000000-0000-0000-0000-000000000000",
+                    "resourceGroupName": "devstack",
+                },
+                "network": {"interface": []},
+            },
+        )
 
     def _basic_auth(self) -> tuple[str | None, str | None]:
         scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")

@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=DIR",
         help="map abfss://<container>@NAME.dfs.core.windows.net/<path> to DIR/<container>/<path> (repeatable)",
     )
+    _add_signin_args(parser)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not 0 <= args.fault_rate < 1:
@@ -70,6 +71,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.cluster_start_seconds < 0:
         parser.error("--cluster-start-seconds must not be negative")
     return args
+
+
+def _add_signin_args(parser: argparse.ArgumentParser) -> None:
+    """Sign-in beyond --token: Entra ID tokens of one tenant (devstack.workspace.iam) and TLS."""
+    parser.add_argument(
+        "--entra-url", default=None, help="Entra ID authority whose JWKS signs accepted tokens (the devstack's stand-in)"
+    )
+    parser.add_argument("--entra-tenant-id", default=None, help="the tenant whose tokens are accepted")
+    parser.add_argument("--entra-ca-file", default=None, help="CA file to trust for an https --entra-url")
+    parser.add_argument(
+        "--azure-resource-id",
+        default=None,
+        help="this workspace's Azure resource id, checked against X-Databricks-Azure-Workspace-Resource-Id",
+    )
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain: the port then also speaks TLS")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
 
 
 def _attach_storage(ctx: WorkspaceContext, args: argparse.Namespace) -> None:
@@ -109,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         fault_rate=args.fault_rate,
         clusters=config.get("clusters", []),
         public_url=args.public_url,
+        entra_url=args.entra_url,
+        entra_tenant_id=args.entra_tenant_id,
+        entra_ca_file=args.entra_ca_file,
+        azure_resource_id=args.azure_resource_id,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     _attach_storage(ctx, args)
     server = serve(ctx)

@@ -64,6 +64,10 @@ class Request:
     path_params: dict[str, str] = field(default_factory=dict)
     # The undecoded body, for handlers marked with :func:`raw_body` (file uploads).
     raw_body: bytes = b""
+    # The authenticated caller (devstack.workspace.iam Principal) of an /api/ call; None elsewhere.
+    principal: Any = None
+    # "https" when the call came over TLS (links the workspace hands out use it).
+    scheme: str = "http"
 
     def _raw(self, name: str) -> Any:
         if name in self.body:

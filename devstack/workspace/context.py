@@ -31,6 +31,15 @@ class WorkspaceContext:
     # Where browsers reach the workspace when that differs from host:port (a container's
     # published port); links such as run_page_url use it.
     public_url: str | None = None
+    # Sign-in (devstack.workspace.iam): the Entra ID tenant whose tokens are accepted, where its
+    # keys are published, and this workspace's Azure resource id (management-token headers).
+    entra_url: str | None = None
+    entra_tenant_id: str | None = None
+    entra_ca_file: str | None = None
+    azure_resource_id: str | None = None
+    # TLS on the workspace's port besides plain HTTP (the provider's OAuth token URL is https).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # The Unity Catalog metastore shared by every workspace (unity_catalog.backend.Metastore),
     # and the Azure storage accounts abfss:// paths map to (account name -> local directory).
     metastore: Any = None

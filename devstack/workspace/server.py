@@ -9,17 +9,19 @@ import importlib
 import json
 import logging
 import random
+import ssl
 import threading
 import time
-import zlib
 from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devstack import tls
 from devstack.workspace.api import ApiError, Request, Response, Router
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.iam import api as iam_api
 from devstack.workspace.multipart import is_form_data, parse_form_data
 
 log = logging.getLogger("devstack.workspace")
@@ -27,6 +29,7 @@ log = logging.getLogger("devstack.workspace")
 # Modules under devstack.workspace that expose ``register(router, ctx)``.
 API_MODULES = (
     "workspace_objects",
+    "iam.api",  # after workspace_objects: each new principal gets its /Users home folder
     "secrets",
     "repos",
     "clusters",
@@ -45,14 +48,6 @@ INTERNAL_PREFIX = "/api/2.0/devstack/"
 
 def build_router(ctx: WorkspaceContext) -> Router:
     router = Router()
-    workspace_id = str(int(zlib.crc32(ctx.name.encode())) % 10**15 or 1)
-
-    def host_metadata(request: Request) -> dict[str, Any]:
-        # databricks-sdk asks every host for this at client creation; answering it (with no
-        # OIDC endpoint: tokens are plain PATs here) spares users a warning per client.
-        return {"workspace_id": workspace_id, "oidc_endpoint": ""}
-
-    router.add("GET", "", ".well-known/databricks-config", host_metadata)
     for name in API_MODULES:
         module = importlib.import_module(f"devstack.workspace.{name}")
         module.register(router, ctx)
@@ -71,7 +66,17 @@ class WorkspaceHTTPServer(ThreadingHTTPServer):
         # Server-side handling time of recent requests, for the stats endpoint and benchmarks.
         self.timings: deque[tuple[str, float]] = deque(maxlen=20_000)
         ctx.services["http_timings"] = self.timings
+        self.ssl_context = tls.server_context(ctx.tls_cert, ctx.tls_key) if ctx.tls_cert else None
         super().__init__((ctx.host, ctx.port), _Handler)
+
+    def finish_request(self, request, client_address) -> None:
+        # One port, both schemes: TLS when the client opens with a handshake (devstack.tls).
+        try:
+            request = tls.maybe_wrap(request, self.ssl_context)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        super().finish_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -96,8 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         try:
             raw = self._read_body()
+            principal = None
             if split.path.startswith("/api/"):
-                self._authenticate()
+                principal = self._authenticate()
                 self._maybe_inject_fault(split.path)
             handler, path_params = self.server.router.match(self.command, split.path)
             content_type = self.headers.get("Content-Type")
@@ -115,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 path_params=path_params,
                 raw_body=raw,
+                principal=principal,
+                scheme="https" if isinstance(self.connection, ssl.SSLSocket) else "http",
             )
             result = handler(request)
         except ApiError as exc:
@@ -172,26 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise ApiError(400, "MALFORMED_REQUEST", f"Invalid multipart/form-data body: {exc}") from None
 
-    def _authenticate(self) -> None:
-        header = self.headers.get("Authorization", "")
-        if not header:
-            raise ApiError(
-                401, "UNAUTHENTICATED", "Missing Authorization header: send 'Authorization: Bearer <token>'."
-            )
-        scheme, _, credential = header.partition(" ")
-        token = None
-        if scheme.lower() == "bearer":
-            token = credential.strip()
-        elif scheme.lower() == "basic":
-            import base64
-            import binascii
-
-            try:
-                token = base64.b64decode(credential).decode().partition(":")[2]
-            except (binascii.Error, UnicodeDecodeError):
-                token = None
-        if token != self.server.ctx.token:
-            raise ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
+    def _authenticate(self):
+        """The caller (devstack.workspace.iam): PAT, Entra ID token or OAuth token; 401/403 otherwise."""
+        return iam_api.authenticate(self.server.ctx, {k.lower(): v for k, v in self.headers.items()})
 
     def _maybe_inject_fault(self, path: str) -> None:
         rate = self.server.ctx.fault_rate

@@ -1,0 +1,234 @@
+"""SCIM identities, OAuth M2M and service principal secrets, as databricks-sdk speaks them.
+
+- ``/api/2.0/preview/scim/v2/{Me,Users,Groups,ServicePrincipals}`` (``w.current_user``,
+  ``w.users``, ``w.groups``, ``w.service_principals``);
+- ``/api/2.0/accounts/servicePrincipals/{id}/credentials/secrets``
+  (``w.service_principal_secrets_proxy``): the OAuth secrets of ``/oidc/v1/token``;
+- ``/oidc/v1/token`` and ``/oidc/.well-known/oauth-authorization-server`` (databricks-sdk's
+  ``oauth-m2m``, the provider's ``service_principal_oauth``), and ``/.well-known/databricks-config``
+  advertising them.
+
+Request authentication itself is :meth:`Identities.authenticate`; server.py calls
+:func:`authenticate` before any ``/api/`` route.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from devstack.workspace.api import ApiError, Request, Response, Router, invalid
+from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.iam.backend import EntraTrust, Identities, OAuthError, Principal, ScimError
+
+SCIM = "preview/scim/v2"
+LIST_SCHEMA = ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+
+
+def build_identities(ctx: WorkspaceContext) -> Identities:
+    """The workspace's identities, trusting the Entra tenant its context names (if any)."""
+    entra = None
+    if ctx.entra_url:
+        if not ctx.entra_tenant_id:
+            raise ValueError(
+                "--entra-url needs --entra-tenant-id: the tenant whose tokens this workspace accepts"
+            )
+        entra = EntraTrust(ctx.entra_url, ctx.entra_tenant_id, ctx.entra_ca_file)
+
+    def make_home(principal: Principal) -> None:
+        tree = ctx.services.get("workspace")
+        if tree is not None:
+            tree.mkdirs(principal.home)
+
+    identities = Identities(
+        ctx.store,
+        workspace_name=ctx.name,
+        pat=ctx.token,
+        entra=entra,
+        azure_resource_id=ctx.azure_resource_id,
+        on_new_principal=make_home,
+    )
+    make_home(identities.admin)
+    return identities
+
+
+def authenticate(ctx: WorkspaceContext, headers: Mapping[str, str]) -> Principal:
+    """The caller of a request (headers with lower-case names); raises 401/403 ApiError."""
+    return ctx.services["iam"].authenticate(headers)
+
+
+def _list_response(request: Request, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    start = max(request.get("startIndex", int, 1) or 1, 1)
+    count = request.get("count", int, 10_000)
+    count = 10_000 if count is None else max(count, 0)
+    page = docs[start - 1 : start - 1 + count]
+    attributes = request.get("attributes", str)
+    if attributes:
+        keep = {a.strip() for a in attributes.split(",")} | {"id"}
+        page = [{k: v for k, v in d.items() if k in keep} for d in page]
+    excluded = request.get("excludedAttributes", str)
+    if excluded:
+        drop = {a.strip() for a in excluded.split(",")} - {"id"}
+        page = [{k: v for k, v in d.items() if k not in drop} for d in page]
+    return {
+        "totalResults": len(docs),
+        "startIndex": start,
+        "itemsPerPage": len(page),
+        "Resources": page,
+        "schemas": LIST_SCHEMA,
+    }
+
+
+def _operations(request: Request) -> list[dict[str, Any]]:
+    ops = request.get("Operations", list) or []
+    if not all(isinstance(op, dict) for op in ops):
+        raise ScimError(400, "Operations must be a list of objects with op, path and value.", "invalidSyntax")
+    return ops
+
+
+def _base_url(request: Request) -> str:
+    host = request.headers.get("host", "127.0.0.1")
+    return f"{request.scheme}://{host}"
+
+
+def register(router: Router, ctx: WorkspaceContext) -> None:
+    identities = build_identities(ctx)
+    ctx.services["iam"] = identities
+    workspace_id = str(int(zlib.crc32(ctx.name.encode())) % 10**15 or 1)
+
+    # ------------------------------------------------------------------ discovery and OAuth
+
+    def host_metadata(request: Request) -> dict[str, Any]:
+        # databricks-sdk reads this at client creation; oauth-m2m takes its discovery URL from
+        # oidc_endpoint (databricks/sdk/config.py, _resolve_host_metadata).
+        return {"workspace_id": workspace_id, "oidc_endpoint": f"{_base_url(request)}/oidc"}
+
+    def authorization_server(request: Request) -> dict[str, Any]:
+        base = _base_url(request)
+        return {
+            "issuer": f"{base}/oidc",
+            "authorization_endpoint": f"{base}/oidc/v1/authorize",
+            "token_endpoint": f"{base}/oidc/v1/token",
+            "jwks_uri": f"{base}/oidc/jwks.json",
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": ["code"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["all-apis", "offline_access", "sql"],
+        }
+
+    def oauth_token(request: Request) -> Response:
+        # An RFC 6749 form body (application/x-www-form-urlencoded), not JSON.
+        form = {k: v[-1] for k, v in parse_qs(request.raw_body.decode("utf-8", "replace")).items()}
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                basic_id, _, basic_secret = base64.b64decode(value).decode().partition(":")
+                client_id, client_secret = client_id or basic_id, client_secret or basic_secret
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        try:
+            if form.get("grant_type") != "client_credentials":
+                raise OAuthError(
+                    400,
+                    "unsupported_grant_type",
+                    f"Unsupported grant_type {form.get('grant_type')!r}: use client_credentials with a service principal's OAuth secret.",
+                )
+            answer = identities.client_credentials(client_id, client_secret, form.get("scope"))
+        except OAuthError as exc:
+            body = {"error": exc.error, "error_description": exc.description}
+            return Response(json.dumps(body).encode(), "application/json", exc.status)
+        return Response(json.dumps(answer).encode(), "application/json", 200, {"Cache-Control": "no-store"})
+
+    oauth_token.raw_body = True  # the server hands the form over undecoded
+    router.add("GET", "", ".well-known/databricks-config", host_metadata)
+    router.add("GET", "", "oidc/.well-known/oauth-authorization-server", authorization_server)
+    router.add("POST", "", "oidc/v1/token", oauth_token)
+
+    # ------------------------------------------------------------------ SCIM
+
+    def me(request: Request) -> dict[str, Any]:
+        return identities.me(request.principal)
+
+    def principal_routes(resource: str, kind: str, create) -> None:
+        def list_(request: Request) -> dict[str, Any]:
+            return _list_response(request, identities.list_principals(kind, request.get("filter", str)))
+
+        def create_(request: Request) -> dict[str, Any]:
+            return create(request.body)
+
+        def get(request: Request) -> dict[str, Any]:
+            return identities.scim_principal(request.path_params["id"], kind)
+
+        def put(request: Request) -> dict[str, Any]:
+            return identities.replace_principal(request.path_params["id"], kind, request.body)
+
+        def patch(request: Request) -> None:
+            identities.patch_principal(request.path_params["id"], kind, _operations(request))
+
+        def delete(request: Request) -> None:
+            identities.delete_principal(request.path_params["id"], kind)
+
+        router.add("GET", "2.0", f"{SCIM}/{resource}", list_)
+        router.add("POST", "2.0", f"{SCIM}/{resource}", create_)
+        router.add("GET", "2.0", f"{SCIM}/{resource}/{{id}}", get)
+        router.add("PUT", "2.0", f"{SCIM}/{resource}/{{id}}", put)
+        router.add("PATCH", "2.0", f"{SCIM}/{resource}/{{id}}", patch)
+        router.add("DELETE", "2.0", f"{SCIM}/{resource}/{{id}}", delete)
+
+    router.add("GET", "2.0", f"{SCIM}/Me", me)
+    principal_routes("Users", "user", identities.create_user)
+    principal_routes("ServicePrincipals", "service_principal", identities.create_service_principal)
+
+    def groups_list(request: Request) -> dict[str, Any]:
+        return _list_response(request, identities.list_groups(request.get("filter", str)))
+
+    router.add("GET", "2.0", f"{SCIM}/Groups", groups_list)
+    router.add("POST", "2.0", f"{SCIM}/Groups", lambda r: identities.create_group(r.body))
+    router.add("GET", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.scim_group(r.path_params["id"]))
+    router.add(
+        "PUT", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.replace_group(r.path_params["id"], r.body)
+    )
+    router.add(
+        "PATCH",
+        "2.0",
+        f"{SCIM}/Groups/{{id}}",
+        lambda r: identities.patch_group(r.path_params["id"], _operations(r)),
+    )
+    router.add(
+        "DELETE", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.delete_group(r.path_params["id"])
+    )
+
+    # ------------------------------------------------------------------ service principal secrets
+
+    secrets_path = "accounts/servicePrincipals/{sp}/credentials/secrets"
+
+    def secret_create(request: Request) -> dict[str, Any]:
+        lifetime = request.get("lifetime", str)
+        seconds = None
+        if lifetime:
+            text = lifetime.rstrip("s")
+            if not text.isdigit() or int(text) <= 0:
+                raise invalid(
+                    f"Invalid value for field lifetime: {lifetime!r}; give seconds such as '3600s'."
+                )
+            seconds = int(text)
+        return identities.create_secret(request.path_params["sp"], seconds)
+
+    def secret_list(request: Request) -> dict[str, Any]:
+        return {"secrets": identities.list_secrets(request.path_params["sp"])}
+
+    def secret_delete(request: Request) -> None:
+        identities.delete_secret(request.path_params["sp"], request.path_params["secret"])
+
+    router.add("POST", "2.0", secrets_path, secret_create)
+    router.add("GET", "2.0", secrets_path, secret_list)
+    router.add("DELETE", "2.0", secrets_path + "/{secret}", secret_delete)
+
+
+__all__ = ["ApiError", "authenticate", "build_identities", "register"]
