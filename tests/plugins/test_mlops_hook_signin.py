@@ -219,7 +219,7 @@ def _register(hook: MlflowRegistryHook, registry, name: str) -> str:
 
 
 def test_entra_service_principal_signs_in_with_a_token_never_its_secret(
-    azure, workspace_mlflow, sqlite_registry, model_name, monkeypatch, caplog
+    azure, workspace_mlflow, sqlite_registry, model_name, monkeypatch, caplog, capfd
 ):
     service, directory, _ = azure
     sp = directory.create_service_principal("mlops-registry-dev")
@@ -242,8 +242,8 @@ def test_entra_service_principal_signs_in_with_a_token_never_its_secret(
     assert (claims["appid"], claims["tid"]) == (sp.client_id, sp.tenant_id)
     # a workspace user: no management-token headers
     assert not [h for h in sent if "X-Databricks-Azure-SP-Management-Token" in h]
-    everything = json.dumps(workspace_mlflow.requests) + caplog.text
-    assert sp.secret not in everything
+    logs = caplog.text + "".join(capfd.readouterr())  # stdlib logging and Airflow's structlog
+    assert sp.secret not in json.dumps(workspace_mlflow.requests) + logs
     assert not [var for var in CREDENTIAL_VARS if var in os.environ]
 
 
@@ -354,7 +354,7 @@ def test_token_is_refreshed_before_it_expires(azure, workspace_mlflow, monkeypat
 
 
 def test_wrong_client_secret_fails_naming_the_cause_and_never_the_secret(
-    azure, workspace_mlflow, monkeypatch, caplog
+    azure, workspace_mlflow, monkeypatch, caplog, capfd
 ):
     _, directory, _ = azure
     sp = directory.create_service_principal("mlops-wrong-secret")
@@ -373,7 +373,9 @@ def test_wrong_client_secret_fails_naming_the_cause_and_never_the_secret(
     message = str(caught.value)
     assert "'databricks_badsecret' (Entra ID service principal)" in message
     assert "AADSTS7000215" in message
-    assert wrong not in message and wrong not in caplog.text
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert "AADSTS7000215" in logs, "the refusal is logged"
+    assert wrong not in message and wrong not in logs
     assert workspace_mlflow.mlflow_requests() == [], "nothing reaches the workspace without a token"
 
 
