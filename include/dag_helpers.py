@@ -41,5 +41,7 @@ def lineage_template() -> str:
     return (
         '{"mlops_dag_id": "{{ dag.dag_id }}", "mlops_dag_run_id": "{{ run_id }}", '
         "\"mlops_git_sha\": \"{{ var.value.get('mlops_git_sha', 'unknown') }}\", "
+        # Who started the training: a release with separation of duties refuses them as approver.
+        "\"mlops_triggered_by\": {{ (dag_run.triggering_user_name or 'airflow:' ~ dag_run.run_type) | tojson }}, "
         '"mlops_data_date": "{{ params.data_date or (logical_date or dag_run.run_after) | ds }}"}'
     )
