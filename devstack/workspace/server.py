@@ -40,6 +40,7 @@ API_MODULES = (
     "unity_catalog.api",
     "files.api",
     "files.dbfs_api",
+    "mlflow.uc_registry_api",
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
