@@ -11,7 +11,11 @@ single source of truth:
    scored on the same held-out data on staging.
 4. `validation_gate` - compares them with the rules of `include/config` (or the form's). A
    candidate that loses ends the run here, skipped and clearly logged; the pipeline does not fail.
-5. `approve_release` (only when `require_approval`) - a person approves in the Airflow UI.
+5. `approve_release` (only when `require_approval`) - one of the approvers of include/config
+   approves or rejects in the Airflow UI; the answer, who and when are tagged on the version
+   (`approve_release=approved`, as Databricks deployment jobs read it). A rejection ends the run
+   with the champion unchanged. With `separation_of_duties`, whoever triggered the candidate's
+   training may not approve.
 6. `promote` - copies the version into the prod model and moves `champion` to it, recording the
    previous champion for `mlops_rollback`; updates the `mlops_champion` Asset.
 """
@@ -22,8 +26,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, task
+from mlops.approval import ReleaseApprovalOperator
 from mlops.gate import parse_rules
 from mlops.jobs import DatabricksDeployJobOperator
 from mlops.notebook_results import DatabricksNotebookResultOperator
@@ -40,6 +44,7 @@ TUNING = CONFIG["tuning"]
 REGISTRY = registry_connection(CONFIG)
 STAGING = environment(CONFIG, "staging")
 PROD = environment(CONFIG, "prod")
+APPROVAL = PROD["approval"]
 _, VALIDATION_JOB = render_job("validate_model", CONFIG)
 _, SCORING_JOB = render_job("batch_score", CONFIG)
 GATE_RULES = CONFIG["gate"]["rules"]
@@ -139,8 +144,15 @@ with DAG(
     def approval_needed(params: dict) -> str:
         return "approve_release" if params["require_approval"] else "promote"
 
-    approve_release = ApprovalOperator(
+    # The answer is recorded on the candidate version as Databricks deployment jobs record it:
+    # tag approve_release=approved|rejected, plus who and when. A rejection skips promote.
+    approve_release = ReleaseApprovalOperator(
         task_id="approve_release",
+        **REGISTRY,
+        model_name=MODEL["dev_model_name"],
+        version=xcom("resolve_candidate"),
+        approvers=APPROVAL["approvers"],
+        separation_of_duties=APPROVAL["separation_of_duties"],
         subject="Release {{ params.version or 'the challenger' }} of " + MODEL["name"] + " to production?",
         body=(
             "Candidate version {{ ti.xcom_pull(task_ids='resolve_candidate') }} of "
@@ -151,7 +163,7 @@ with DAG(
         ),
         # A plain timedelta: the task runner sends this timeout to its supervisor with msgpack,
         # which refuses pendulum's Duration (the task then never awaits input).
-        response_timeout=timedelta(days=2),
+        response_timeout=timedelta(hours=APPROVAL["response_timeout_hours"]),
     )
     promote = PromoteModelVersionOperator(
         task_id="promote",
