@@ -126,6 +126,7 @@ class ClusterManager:
         raises :class:`ClusterStartCancelled` when ``cancelled`` is set meanwhile.
         """
         from devstack.workspace.runtime import DriverProcess
+        from devstack.workspace.runtime.fs import StorageMap
 
         spec = spec or {}
         if self.ctx.cluster_start_seconds > 0 and cancelled is not None:
@@ -148,6 +149,10 @@ class ClusterManager:
             token=self.ctx.token,
             env=env,
             spark_conf={str(k): str(v) for k, v in (spec.get("spark_conf") or {}).items()},
+            # /Volumes in the shared metastore, abfss:// in the workspace's storage accounts.
+            storage=StorageMap(
+                self.ctx.data_dir, getattr(self.ctx.metastore, "root", None), self.ctx.storage_accounts
+            ),
         )
         with self._lock:
             self._drivers.add(driver)

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devstack.workspace.runtime.fs import StorageMap
+
 # The project root, so `python -m devstack.workspace.runtime.driver` imports from any cwd.
 _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -57,6 +59,8 @@ class DriverProcess:
     :param token: bearer token for those calls.
     :param env: extra environment of the driver (MLFLOW_TRACKING_URI, spark_env_vars, ...).
     :param spark_conf: Spark properties applied when Spark starts.
+    :param storage: where ``/Volumes`` (the shared metastore) and ``abfss://`` paths live; by
+        default volumes sit under ``data_dir`` and no storage account is known.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class DriverProcess:
         token: str,
         env: dict[str, str] | None = None,
         spark_conf: dict[str, str] | None = None,
+        storage: StorageMap | None = None,
     ):
         self.cluster_id = cluster_id
         # Absolute: the driver runs with cluster_dir as its working directory.
@@ -78,6 +83,7 @@ class DriverProcess:
         self.token = token
         self.env = dict(env or {})
         self.spark_conf = dict(spark_conf or {})
+        self.storage = storage
         self.log_path = self.cluster_dir / "driver.log"
         self._popen: subprocess.Popen | None = None
         self._ctrl: Any = None  # write end of the control pipe (file object)
@@ -127,6 +133,8 @@ class DriverProcess:
         # removes it from its environment before any notebook code runs.
         env["DEVSTACK_DRIVER_TOKEN"] = self.token
         env["DEVSTACK_DRIVER_SPARK_CONF"] = json.dumps(self.spark_conf)
+        if self.storage is not None:
+            env["DEVSTACK_DRIVER_STORAGE"] = self.storage.to_json()
         cmd = [
             sys.executable,
             "-m",

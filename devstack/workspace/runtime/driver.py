@@ -63,6 +63,7 @@ def main(argv: list[str]) -> None:
     args = _parse_args(argv)
     token = os.environ.pop("DEVSTACK_DRIVER_TOKEN", "")
     spark_conf = json.loads(os.environ.pop("DEVSTACK_DRIVER_SPARK_CONF", "") or "{}")
+    storage_json = os.environ.pop("DEVSTACK_DRIVER_STORAGE", "")
     ctrl_fd, event_fd = int(args["ctrl_fd"]), int(args["event_fd"])
     # Children (the Spark JVM, %sh-like subprocesses) must not hold our pipes open.
     os.set_inheritable(ctrl_fd, False)
@@ -73,16 +74,21 @@ def main(argv: list[str]) -> None:
 
     faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
+    from devstack.workspace.runtime import fuse
     from devstack.workspace.runtime.execution import Execution, install_hooks
     from devstack.workspace.runtime.executor import Runtime, RuntimeConfig
+    from devstack.workspace.runtime.fs import StorageMap
     from devstack.workspace.runtime.spark import SparkManager, map_spark_paths
 
+    # dbfs:, /Volumes (the shared metastore) and abfss:// (the workspace's storage accounts).
+    storage = StorageMap.from_json(storage_json) if storage_json else StorageMap(Path(args["data_dir"]))
     config = RuntimeConfig(
         cluster_id=args["cluster_id"],
         cluster_dir=Path(args["cluster_dir"]),
         data_dir=Path(args["data_dir"]),
         workspace_url=args["workspace_url"],
         token=token,
+        storage=storage,
     )
     spark = SparkManager(
         config.cluster_id,
@@ -90,6 +96,7 @@ def main(argv: list[str]) -> None:
         config.data_dir,
         spark_conf,
         lambda: events.send({"type": "spark", "started": True}),
+        storage,
     )
     spark.prepare_environment()
     # pyspark warns about the pandas version on every start; it is noise in every task's logs.
@@ -98,7 +105,8 @@ def main(argv: list[str]) -> None:
     warnings.filterwarnings(
         "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
     )
-    map_spark_paths(config.data_dir)
+    map_spark_paths(storage)
+    fuse.install(storage)  # open()/os/pandas on /Volumes and /dbfs, as Databricks' FUSE mounts
     install_hooks()
     runtime = Runtime(config, spark)
     executions: dict[str, Execution] = {}

@@ -34,7 +34,7 @@ from devstack.workspace.runtime.execution import (
     importing,
     redact,
 )
-from devstack.workspace.runtime.fs import FsUtils, to_local
+from devstack.workspace.runtime.fs import FsUtils, StorageMap, to_local
 from devstack.workspace.runtime.spark import LazyProxy, SparkManager, display, display_html
 from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
 from devstack.workspace.runtime.wsfiles import WorkspaceFiles
@@ -63,6 +63,8 @@ class RuntimeConfig:
     data_dir: Path
     workspace_url: str
     token: str
+    # Where dbfs:, /Volumes and abfss:// paths live; None: DBFS and volumes under data_dir.
+    storage: StorageMap | None = None
 
 
 class Runtime:
@@ -72,7 +74,8 @@ class Runtime:
         self.config = config
         self.client = WorkspaceClient(config.workspace_url, config.token)
         self.spark = spark
-        self.fs = FsUtils(config.data_dir)
+        self.storage = config.storage or StorageMap(config.data_dir)
+        self.fs = FsUtils(self.storage)
         self.workspace_files = WorkspaceFiles(self.client, config.cluster_dir / "workspace")
         self.spark_proxy = LazyProxy(spark.session, "spark")
         self.sc_proxy = LazyProxy(lambda: spark.session().sparkContext, "sc")
@@ -171,7 +174,7 @@ class Runtime:
                 raise FileNotFoundError(f"python_file {spec} not found in git checkout {root}")
             return str(path), path.read_text(encoding="utf-8")
         if spec.startswith(("dbfs:", "file:", "/dbfs/", "/Volumes/")):
-            path = to_local(spec, self.config.data_dir)
+            path = to_local(spec, self.storage)
             if not path.is_file():
                 raise FileNotFoundError(f"python_file {spec} does not exist (looked at {path})")
             return str(path), path.read_text(encoding="utf-8")

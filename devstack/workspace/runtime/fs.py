@@ -1,45 +1,117 @@
-"""DBFS, Volumes and file: paths mapped onto the workspace data dir, and ``dbutils.fs`` on top.
+"""Databricks paths mapped onto local directories, and ``dbutils.fs`` on top.
 
-``dbfs:/x`` and ``/dbfs/x`` -> ``<data_dir>/dbfs/x``; ``/Volumes/a/b/c/x`` ->
-``<data_dir>/volumes/a/b/c/x``; ``file:/x`` -> ``/x``. A bare ``/x`` is a DBFS path, as in
-``dbutils.fs`` on Databricks.
+``dbfs:/x`` and ``/dbfs/x`` -> ``<data_dir>/dbfs/x``; ``/Volumes/c/s/v/x`` -> the volume's storage
+in the Unity Catalog metastore shared by all workspaces (``<metastore>/volumes/c/s/v/x``; without
+a metastore, ``<data_dir>/volumes/...``); ``abfss://<container>@<account>.dfs.core.windows.net/x``
+-> ``<account's dir>/<container>/x`` for the storage accounts the workspace was given;
+``file:/x`` -> ``/x``. A bare ``/x`` is a DBFS path, as in ``dbutils.fs`` on Databricks.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def to_local(path: str, data_dir: Path, *, bare: str = "dbfs") -> Path:
-    """The local file behind a Databricks path.
+@dataclass(frozen=True)
+class StorageMap:
+    """Where a workspace's storage paths live on this machine.
 
-    :param path: ``dbfs:/...``, ``/dbfs/...``, ``/Volumes/...``, ``file:/...`` or a bare absolute path.
-    :param data_dir: the workspace data dir.
-    :param bare: what a bare absolute path means: ``"dbfs"`` (dbutils.fs) or ``"local"``.
+    :param data_dir: the workspace data dir (DBFS root below it).
+    :param metastore_dir: the shared Unity Catalog metastore; /Volumes paths resolve there and
+        must name an existing volume. None keeps volumes under the data dir, unchecked.
+    :param accounts: Azure storage account name -> local directory, for abfss:// paths.
     """
-    data_dir = Path(data_dir)
-    if path.startswith("file:"):
-        rest = path[len("file:") :]
-        # file:/x, file:///x
-        return Path("/" + rest.lstrip("/"))
-    if path.startswith("dbfs:"):
-        return _under(data_dir / "dbfs", path[len("dbfs:") :])
-    if path == "/dbfs" or path.startswith("/dbfs/"):
-        return _under(data_dir / "dbfs", path[len("/dbfs") :])
-    if path == "/Volumes" or path.startswith("/Volumes/"):
-        return _under(data_dir / "volumes", path[len("/Volumes") :])
-    if path.startswith("/"):
-        if bare == "local":
-            return Path(path)
-        return _under(data_dir / "dbfs", path)
-    raise ValueError(
-        f"Unsupported path {path!r}: use an absolute path such as dbfs:/tmp/x, /Volumes/cat/schema/vol/x "
-        f"or file:/tmp/x"
-    )
+
+    data_dir: Path
+    metastore_dir: Path | None = None
+    accounts: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "data_dir": str(self.data_dir),
+                "metastore_dir": str(self.metastore_dir) if self.metastore_dir else None,
+                "accounts": {k: str(v) for k, v in self.accounts.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> StorageMap:
+        raw = json.loads(text)
+        return cls(
+            Path(raw["data_dir"]),
+            Path(raw["metastore_dir"]) if raw.get("metastore_dir") else None,
+            {k: Path(v) for k, v in (raw.get("accounts") or {}).items()},
+        )
+
+    def volume_path(self, rest: str) -> Path:
+        """The local path of ``/Volumes/<rest>``; the volume must exist when a metastore is set."""
+        if self.metastore_dir is None:
+            return _under(self.data_dir / "volumes", rest)
+        parts = [p for p in rest.split("/") if p]
+        root = self.metastore_dir / "volumes"
+        if len(parts) < 3:
+            return _under(root, rest)
+        catalog, schema, volume = (p.lower() for p in parts[:3])
+        managed = root / catalog / schema / volume
+        if managed.is_dir():
+            return _under(managed, "/".join(parts[3:]))
+        return _under(self._external_volume(catalog, schema, volume), "/".join(parts[3:]))
+
+    def _external_volume(self, catalog: str, schema: str, volume: str) -> Path:
+        from devstack.workspace.api import ApiError
+        from devstack.workspace.unity_catalog.backend import Metastore
+
+        metastore = Metastore(self.metastore_dir, lambda url: abfss_to_local(url, self.accounts))
+        try:
+            return metastore.volume_dir(catalog, schema, volume)
+        except ApiError as exc:
+            raise FileNotFoundError(f"/Volumes/{catalog}/{schema}/{volume}: {exc.message}") from None
+        finally:
+            metastore.close()
+
+    def to_local(self, path: str, *, bare: str = "dbfs") -> Path:
+        """The local file behind a Databricks path.
+
+        :param path: ``dbfs:/...``, ``/dbfs/...``, ``/Volumes/...``, ``abfss://...``, ``file:/...``
+            or a bare absolute path.
+        :param bare: what a bare absolute path means: ``"dbfs"`` (dbutils.fs) or ``"local"``.
+        """
+        if path.startswith("file:"):
+            rest = path[len("file:") :]
+            # file:/x, file:///x
+            return Path("/" + rest.lstrip("/"))
+        if path.startswith("dbfs:"):
+            return _under(self.data_dir / "dbfs", path[len("dbfs:") :])
+        if path == "/dbfs" or path.startswith("/dbfs/"):
+            return _under(self.data_dir / "dbfs", path[len("/dbfs") :])
+        if path == "/Volumes" or path.startswith("/Volumes/"):
+            return self.volume_path(path[len("/Volumes") :])
+        if path.startswith(("abfss://", "abfs://")):
+            return abfss_to_local(path, self.accounts)
+        if path.startswith("/"):
+            if bare == "local":
+                return Path(path)
+            return _under(self.data_dir / "dbfs", path)
+        raise ValueError(
+            f"Unsupported path {path!r}: use an absolute path such as dbfs:/tmp/x, /Volumes/cat/schema/vol/x, "
+            "abfss://container@account.dfs.core.windows.net/x or file:/tmp/x"
+        )
+
+
+def to_local(path: str, storage: StorageMap | Path, *, bare: str = "dbfs") -> Path:
+    """The local file behind a Databricks path (see :meth:`StorageMap.to_local`).
+
+    :param storage: the workspace's :class:`StorageMap`, or just its data dir.
+    """
+    if not isinstance(storage, StorageMap):
+        storage = StorageMap(Path(storage))
+    return storage.to_local(path, bare=bare)
 
 
 # abfss://<container>@<account>.dfs.core.windows.net/<path> (ADLS Gen2; abfs:// is the non-TLS form).
@@ -54,7 +126,9 @@ def parse_storage_accounts(specs: list[str] | None) -> dict[str, Path]:
     for spec in specs or []:
         name, sep, directory = spec.partition("=")
         if not sep or not name or not directory:
-            raise ValueError(f"--storage-account {spec!r}: expected NAME=DIR, e.g. mlopsdevlake=/srv/lake/dev")
+            raise ValueError(
+                f"--storage-account {spec!r}: expected NAME=DIR, e.g. mlopsdevlake=/srv/lake/dev"
+            )
         accounts[name.lower()] = Path(directory).expanduser().resolve()
     return accounts
 
@@ -113,11 +187,11 @@ def _child(path: str, name: str) -> str:
 class FsUtils:
     """``dbutils.fs``: file operations on DBFS, Volumes and local paths."""
 
-    def __init__(self, data_dir: Path):
-        self._data_dir = Path(data_dir)
+    def __init__(self, storage: StorageMap | Path):
+        self._storage = storage if isinstance(storage, StorageMap) else StorageMap(Path(storage))
 
     def _local(self, path: str) -> Path:
-        return to_local(path, self._data_dir)
+        return self._storage.to_local(path)
 
     def ls(self, path: str) -> list[FileInfo]:
         local = self._local(path)
@@ -198,4 +272,4 @@ class FsUtils:
         return True
 
     def help(self) -> None:
-        print("dbutils.fs: ls, cp, mv, rm, mkdirs, put, head (dbfs:/, /Volumes/ and file:/ paths)")
+        print("dbutils.fs: ls, cp, mv, rm, mkdirs, put, head (dbfs:/, /Volumes/, abfss:// and file:/ paths)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.workspace.runtime.execution import current
+from devstack.workspace.runtime.fs import StorageMap, to_local
 
 
 class SparkManager:
@@ -25,10 +26,12 @@ class SparkManager:
         data_dir: Path,
         spark_conf: dict[str, str],
         on_started: Callable[[], None],
+        storage: StorageMap | None = None,
     ):
         self.cluster_id = cluster_id
         self.cluster_dir = Path(cluster_dir)
         self.data_dir = Path(data_dir).resolve()
+        self.storage = storage or StorageMap(self.data_dir)
         self._lock = threading.Lock()
         self._session: Any = None
         self._on_started = on_started
@@ -57,6 +60,7 @@ class SparkManager:
             "spark.hadoop.fs.dbfs.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
             "spark.hadoop.fs.viewfs.mounttable.default.linkFallback": (self.data_dir / "dbfs").as_uri(),
             "spark.hadoop.fs.viewfs.overload.scheme.target.file.impl": "org.apache.hadoop.fs.LocalFileSystem",
+            **self._abfss_mounts(),
             # C1-only JIT and the serial GC halve the JVM's start on a small machine; the
             # emulator runs small data, where peak throughput does not matter.
             "spark.driver.extraJavaOptions": (
@@ -64,6 +68,28 @@ class SparkManager:
                 "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
             ),
         }
+
+    def _abfss_mounts(self) -> dict[str, str]:
+        """abfss://<container>@<account>.dfs.core.windows.net/x is <account dir>/<container>/x.
+
+        The same ViewFs overload as dbfs:, one mount table per URI authority, for the containers
+        that exist when Spark starts (Spark SQL on abfss:// paths needs these); the
+        DataFrame reader/writer patch below maps any container, including later ones.
+        """
+        if not self.storage.accounts:
+            return {}
+        viewfs = "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme"
+        conf = {"spark.hadoop.fs.abfss.impl": viewfs, "spark.hadoop.fs.abfs.impl": viewfs}
+        for account, directory in sorted(self.storage.accounts.items()):
+            containers = (
+                sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+            )
+            for container in containers:
+                authority = f"{container}@{account}.dfs.core.windows.net"
+                conf[f"spark.hadoop.fs.viewfs.mounttable.{authority}.linkFallback"] = (
+                    directory / container
+                ).as_uri()
+        return conf
 
     def prepare_environment(self) -> None:
         """Let ``SparkSession.builder.getOrCreate()`` in user code get our settings too."""
@@ -103,6 +129,7 @@ class SparkManager:
                     (self.data_dir / "dbfs").mkdir(parents=True, exist_ok=True)
                     from pyspark.sql import SparkSession
 
+                    self.conf.update(self._abfss_mounts())  # containers made since the driver started
                     builder = SparkSession.builder
                     for key, value in self.conf.items():
                         builder = builder.config(key, value)
@@ -173,16 +200,14 @@ def display_html(html: str) -> None:
     print(f"[displayHTML] {html}")
 
 
-# ---------------------------------------------------------------------- DBFS / Volumes paths in Spark
+# ---------------------------------------------------------------------- DBFS / Volumes / abfss paths in Spark
 
-_MAPPED_PREFIXES = ("dbfs:", "/dbfs/", "/Volumes/")
+_MAPPED_PREFIXES = ("dbfs:", "/dbfs/", "/Volumes/", "abfss://", "abfs://")
 _READER_METHODS = ("load", "csv", "json", "text", "orc", "parquet")
 _WRITER_METHODS = ("save", "csv", "json", "text", "orc", "parquet")
 
 
-def _map_path(value: Any, data_dir: Path) -> Any:
-    from devstack.workspace.runtime.fs import to_local
-
+def _map_path(value: Any, data_dir: StorageMap | Path) -> Any:
     if isinstance(value, str) and value.startswith(_MAPPED_PREFIXES):
         return "file://" + str(to_local(value, data_dir))
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
@@ -250,10 +275,12 @@ def _then_patch(exec_module: Callable, data_dir: Path) -> Callable:
     return patched
 
 
-def map_spark_paths(data_dir: Path) -> None:
-    """Make Spark readers and writers understand dbfs:/, /dbfs/ and /Volumes/ paths."""
+def map_spark_paths(storage: StorageMap | Path) -> None:
+    """Make Spark readers and writers understand dbfs:/, /dbfs/, /Volumes/ and abfss:// paths."""
+    if not isinstance(storage, StorageMap):
+        storage = StorageMap(Path(storage))
     module = sys.modules.get(_ReadWriterHook.target)
     if module is not None:
-        _patch_readwriter(module, Path(data_dir))
+        _patch_readwriter(module, storage)
     else:
-        sys.meta_path.insert(0, _ReadWriterHook(Path(data_dir)))
+        sys.meta_path.insert(0, _ReadWriterHook(storage))
