@@ -1,9 +1,11 @@
 """`python -m devstack up|down|status`: the local stand-in for the cloud, as background processes.
 
 ``up`` starts an MLflow server (PostgreSQL backend when one answers on 127.0.0.1:5432, SQLite
-otherwise) and one emulated workspace per environment of include/config (dev, staging, prod),
-copies the sample data into a local "lake", imports the notebooks into every workspace, and
-writes the Airflow connections to ``<state>/airflow.env``. ``down`` stops every process it
+otherwise), the Entra ID stand-in and one emulated workspace per environment of include/config
+(dev, staging, prod), creates one service principal per environment (added to its workspace,
+with an OAuth secret; ``<state>/service-principals.json``), copies the sample data into a local
+"lake", imports the notebooks into every workspace, and writes the Airflow connections
+(service-principal sign-in, as in production) to ``<state>/airflow.env``. ``down`` stops every process it
 started, children included. State (registry, runs, lake) survives a ``down``/``up`` cycle.
 """
 
@@ -18,12 +20,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import tls
 from devstack.processes import group_alive, port_in_use, stop_group
 from devstack.services import (
     Service,
     create_postgres_database,
     drop_postgres_database,
     postgres_available,
+    start_entra,
     start_mlflow_server,
     start_workspace,
 )
@@ -65,6 +69,7 @@ class StackState:
     def write(self, data: dict) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.file.write_text(json.dumps(data, indent=2))
+        self.file.chmod(0o600)  # it holds the workspaces' tokens and the principals' secrets
 
 
 def connection_env(stack: dict, config: dict) -> dict[str, str]:
@@ -76,15 +81,7 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
     for name in ENVIRONMENTS:
         ws = stack["workspaces"][name]
         conn_id = config["environments"][name]["databricks_conn_id"]
-        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
-            {
-                "conn_type": "databricks",
-                "host": ws.get("host", "127.0.0.1"),
-                "port": ws["port"],
-                "schema": "http",
-                "password": ws["token"],
-            }
-        )
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(_databricks_connection(ws))
     mlflow_conn = config["registry"]["mlflow_conn_id"]
     env[f"AIRFLOW_CONN_{mlflow_conn.upper()}"] = json.dumps(
         {
@@ -94,10 +91,39 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
             "schema": "http",
         }
     )
+    if stack.get("ca_bundle"):
+        # The workspaces' TLS certificates come from the devstack CA (see devstack.tls).
+        env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = stack["ca_bundle"]
     env["MLOPS_CONFIG_OVERLAY"] = "devstack"
     env["DEVSTACK_LAKE"] = stack["lake"]
     env["AIRFLOW_VAR_MLOPS_GIT_SHA"] = stack.get("git_sha", "unknown")
     return env
+
+
+def _databricks_connection(ws: dict) -> dict:
+    """A workspace's Databricks connection: its service principal's OAuth M2M sign-in when it has one.
+
+    As a production connection: host, the principal's client id and Databricks OAuth secret,
+    ``service_principal_oauth``. The port rides in the host because the provider fetches its
+    token from ``https://{host}/oidc/v1/token`` (no port, no schema of its own); the workspace's
+    port speaks TLS for it. Without a service principal (docker-compose today): the token.
+    """
+    sp = ws.get("service_principal")
+    if sp:
+        return {
+            "conn_type": "databricks",
+            "host": f"{ws.get('host', '127.0.0.1')}:{ws['port']}",
+            "login": sp["client_id"],
+            "password": sp["oauth_secret"],
+            "extra": {"service_principal_oauth": True},
+        }
+    return {
+        "conn_type": "databricks",
+        "host": ws.get("host", "127.0.0.1"),
+        "port": ws["port"],
+        "schema": "http",
+        "password": ws["token"],
+    }
 
 
 def _git_sha() -> str:
@@ -166,9 +192,17 @@ def status(state_dir: Path) -> dict | None:
     stack = StackState(state_dir).read()
     if stack is None:
         return None
-    for entry in [stack["mlflow"], *stack["workspaces"].values()]:
+    for _, entry in _processes(stack):
         entry["alive"] = group_alive(entry["pgid"])
     return stack
+
+
+def _processes(stack: dict) -> list[tuple[str, dict]]:
+    """(name, record) of every process the stack runs."""
+    rows = [("mlflow", stack["mlflow"])] if stack.get("mlflow") else []
+    if stack.get("entra"):
+        rows.append(("entra", stack["entra"]))
+    return rows + list(stack.get("workspaces", {}).items())
 
 
 def up(
@@ -184,7 +218,7 @@ def up(
     say = (lambda *a: None) if quiet else print
     state = StackState(state_dir)
     current = status(state_dir)
-    if current and all(e["alive"] for e in [current["mlflow"], *current["workspaces"].values()]):
+    if current and all(e["alive"] for _, e in _processes(current)):
         say(f"devstack already running (state in {state_dir}); refreshing notebooks, data and env file")
         sync(state, current, say)
         return current
@@ -203,17 +237,30 @@ def up(
         )
         started.append(mlflow)
         say(f"  MLflow             {mlflow.url}  ({'PostgreSQL' if use_postgres else 'SQLite'} backend)")
+        tls_dir = state_dir / "tls"
+        # Entra's port is whatever is free unless given: clients find it in stack.json.
+        entra = start_entra(state_dir / "entra", port=ports.get("entra"), tls_dir=tls_dir, detached=True)
+        started.append(entra)
+        tenant_id = _entra_directory(state_dir).tenant_id
+        say(f"  Entra ID stand-in  {entra.url}  (tenant {tenant_id})")
+        cert, key = tls.issue_server_cert(tls_dir, tls_dir / "workspaces")
         tokens = _tokens(state_dir)
         workspaces = {}
         extra = ["--cluster-start-seconds", str(cluster_start_seconds), "--fault-rate", str(fault_rate)]
         for name in ENVIRONMENTS:
+            signin = [
+                *("--entra-url", entra.url, "--entra-tenant-id", tenant_id),
+                *("--entra-ca-file", str(tls_dir / tls.CA_CERT)),
+                *("--azure-resource-id", azure_resource_id(name)),
+                *("--tls-cert", str(cert), "--tls-key", str(key)),
+            ]
             ws = start_workspace(
                 name,
                 state_dir / f"workspace-{name}",
                 token=tokens[name],
                 port=ports[name],
                 mlflow_tracking_uri=mlflow.url,
-                extra_args=extra,
+                extra_args=extra + signin,
                 detached=True,
             )
             started.append(ws)
@@ -229,11 +276,27 @@ def up(
                 "pgid": mlflow.process.pid,
                 "backend": "postgresql" if use_postgres else "sqlite",
             },
+            "entra": {
+                "url": entra.url,
+                "port": entra.port,
+                "pgid": entra.process.pid,
+                "tenant_id": tenant_id,
+            },
+            "ca_bundle": str(tls.ca_bundle(tls_dir)),
             "workspaces": {
                 name: {"url": ws.url, "port": ws.port, "token": ws.token, "pgid": ws.process.pid}
                 for name, ws in workspaces.items()
             },
         }
+        principals = ensure_service_principals(state_dir, stack)
+        for name, sp in principals.items():
+            stack["workspaces"][name]["service_principal"] = {
+                "client_id": sp["client_id"],
+                "oauth_secret": sp["oauth_secret"],
+            }
+        say(
+            f"  service principals {state_dir / SERVICE_PRINCIPALS}  (one per environment, added to its workspace)"
+        )
         state.write(stack)
         sync(state, stack, say)
         return stack
@@ -255,6 +318,7 @@ def sync(state: StackState, stack: dict, say=print) -> None:
     say(f"  notebooks          {imported} files imported into {folder} of each workspace")
     env = connection_env(stack, config)
     state.env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    state.env_file.chmod(0o600)
     say(f"  lake               {state.lake}")
     say(f"  Airflow env        {state.env_file}  ({', '.join(sorted(env))})")
 
@@ -274,6 +338,66 @@ def _mlflow_database(state_dir: Path) -> str:
         state_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(f"mlops_devstack_{secrets.token_hex(4)}")
     return path.read_text().strip()
+
+
+SERVICE_PRINCIPALS = "service-principals.json"
+
+
+def azure_resource_id(name: str) -> str:
+    """The Azure resource id the devstack gives workspace ``name`` (management-token headers)."""
+    return (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/devstack/providers/"
+        f"Microsoft.Databricks/workspaces/{name}"
+    )
+
+
+def _entra_directory(state_dir: Path):
+    from devstack.entra.backend import Directory
+
+    return Directory(state_dir / "entra")
+
+
+def ensure_service_principals(state_dir: Path, stack: dict) -> dict[str, dict]:
+    """One Entra service principal per environment, added to its workspace with a Databricks OAuth secret.
+
+    Kept in ``<state>/service-principals.json`` (mode 600): per environment the Entra client id,
+    client secret and tenant (the Entra road), and the Databricks OAuth secret (the M2M road the
+    connections use). What is missing - a principal the tenant or workspace no longer knows, a
+    deleted secret - is created again; what exists is reused.
+    """
+    from databricks.sdk import WorkspaceClient
+
+    path = state_dir / SERVICE_PRINCIPALS
+    known = json.loads(path.read_text()) if path.exists() else {}
+    directory = _entra_directory(state_dir)
+    principals = {}
+    for name in ENVIRONMENTS:
+        ws = stack["workspaces"][name]
+        sp = dict(known.get(name) or {})
+        if (
+            sp.get("tenant_id") != directory.tenant_id
+            or directory.application(sp.get("client_id", "")) is None
+        ):
+            created = directory.create_service_principal(f"mlops-{name}")
+            sp = created.as_dict()
+        admin = WorkspaceClient(host=ws["url"], token=ws["token"])
+        added = list(admin.service_principals.list(filter=f'applicationId eq "{sp["client_id"]}"'))
+        if not added:
+            added = [
+                admin.service_principals.create(
+                    application_id=sp["client_id"], display_name=sp["display_name"]
+                )
+            ]
+        sp["workspace_id"] = added[0].id
+        secret_ids = {s.id for s in admin.service_principal_secrets_proxy.list(added[0].id)}
+        if sp.get("oauth_secret_id") not in secret_ids:
+            secret = admin.service_principal_secrets_proxy.create(added[0].id)
+            sp.update(oauth_secret=secret.secret, oauth_secret_id=secret.id)
+        sp.update(workspace_url=ws["url"], azure_resource_id=azure_resource_id(name))
+        principals[name] = sp
+    path.write_text(json.dumps(principals, indent=2))
+    path.chmod(0o600)
+    return principals
 
 
 def _tokens(state_dir: Path) -> dict[str, str]:
@@ -297,10 +421,7 @@ def down(state_dir: Path, *, quiet: bool = False, purge: bool = False) -> bool:
     stack = state.read()
     if stack is None and not quiet:
         print(f"devstack is not running (no {state.file})")
-    for name, entry in [
-        *(stack or {}).get("workspaces", {}).items(),
-        ("mlflow", (stack or {}).get("mlflow")),
-    ]:
+    for name, entry in reversed(_processes(stack or {})):
         if entry:
             stop_group(entry["pgid"])
             if not quiet:
@@ -321,7 +442,7 @@ def print_status(state_dir: Path) -> int:
     if stack is None:
         print(f"devstack is not running (no {StackState(state_dir).file})")
         return 1
-    rows = [("mlflow", stack["mlflow"]), *stack["workspaces"].items()]
+    rows = _processes(stack)
     for name, entry in rows:
         print(
             f"  {name:8} {entry['url']:28} {'running' if entry['alive'] else 'STOPPED'}  (pgid {entry['pgid']})"
