@@ -372,3 +372,41 @@ def _expired_token(ws) -> str:
         return identities.issue_token(identities.admin, -1)
     finally:
         store.close()
+
+
+def test_deferrable_road_signs_in_with_m2m_over_tls(ws, admin, ca_bundle, tmp_path):
+    """The provider's async hook (triggers) fetches its OAuth token with aiohttp, which reads
+    SSL_CERT_FILE when it is imported: run it in a process whose environment is Airflow's."""
+    import os
+    import subprocess
+    import sys
+
+    app_id, secret = _databricks_sp(admin, "triggerer")
+    conn = {
+        "conn_type": "databricks",
+        "host": f"127.0.0.1:{ws.port}",
+        "login": app_id,
+        "password": secret,
+        "extra": {"service_principal_oauth": True},
+    }
+    script = (
+        "import asyncio, json\n"
+        "from airflow.providers.databricks.hooks.databricks import DatabricksHook\n"
+        "async def main():\n"
+        "    async with DatabricksHook('dbx_async', retry_limit=1) as hook:\n"
+        "        me = await hook._a_do_api_call(('GET', '2.0/preview/scim/v2/Me'), {})\n"
+        "    print(json.dumps(me))\n"
+        "asyncio.run(main())\n"
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_DBX_ASYNC": json.dumps(conn),
+        "SSL_CERT_FILE": str(ca_bundle),
+        "REQUESTS_CA_BUNDLE": str(ca_bundle),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["userName"] == app_id
