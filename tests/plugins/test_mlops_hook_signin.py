@@ -27,7 +27,7 @@ from mlops.triggers import ModelVersionTrigger
 
 from devstack import tls
 from devstack.entra.backend import DATABRICKS_RESOURCE, MANAGEMENT_RESOURCE, Directory
-from devstack.services import start_entra
+from devstack.services import start_entra, start_workspace
 
 CREDENTIAL_VARS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_USERNAME", "DATABRICKS_PASSWORD")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -274,36 +274,14 @@ def test_service_principal_outside_the_workspace_sends_the_management_token(
 
 
 @pytest.fixture
-def instance_metadata(monkeypatch):
-    """The Azure VM metadata service the provider checks before a managed identity, served here.
-
-    The provider GETs http://169.254.169.254/metadata/instance (its module constant); the test
-    points that constant at this server before any call.
-    """
+def instance_metadata(azure, monkeypatch):
+    """The provider checks the Azure VM metadata service before a managed identity: its module
+    constant (http://169.254.169.254/metadata/instance) is pointed at the stand-in's copy."""
     from airflow.providers.databricks.hooks import databricks_base
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            ok = self.headers.get("Metadata") == "true"
-            body = json.dumps({"compute": {"azEnvironment": "AzurePublicCloud"}} if ok else {}).encode()
-            self.send_response(200 if ok else 400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = _serve(Handler)
-    monkeypatch.setattr(
-        databricks_base,
-        "AZURE_METADATA_SERVICE_INSTANCE_URL",
-        f"http://127.0.0.1:{server.server_address[1]}/metadata/instance",
-    )
-    yield
-    server.shutdown()
-    server.server_close()
+    service, _, _ = azure
+    url = f"http://127.0.0.1:{service.port}/metadata/instance"
+    monkeypatch.setattr(databricks_base, "AZURE_METADATA_SERVICE_INSTANCE_URL", url)
 
 
 def test_managed_identity_signs_in_with_no_password(azure, instance_metadata, workspace_mlflow, monkeypatch):
@@ -418,6 +396,129 @@ def test_trigger_signs_in_from_the_triggerer_with_the_async_connection(
     assert event["version"] == str(version)
     (token,) = _bearers(workspace_mlflow.mlflow_requests())
     assert _claims(azure, token, DATABRICKS_RESOURCE)["appid"] == sp.client_id
+
+
+# --------------------------------------------------------------------------- the emulated workspace
+
+ADMIN_PAT = "dapi-signin-admin"
+
+
+@pytest.fixture(scope="module")
+def signin_workspace(tmp_path_factory, entra, mlflow_server):
+    """An emulated workspace that accepts the stand-in's tokens and Databricks OAuth, TLS on its port
+    (the provider fetches OAuth tokens from https://{host}/oidc/v1/token)."""
+    service, directory, _ = entra
+    data = tmp_path_factory.mktemp("ws-signin")
+    tls_dir = service.data_dir.parent / "tls"
+    cert, key = tls.issue_server_cert(tls_dir, data / "cert")
+    workspace = start_workspace(
+        "signin",
+        data,
+        token=ADMIN_PAT,
+        mlflow_tracking_uri=mlflow_server.url,
+        extra_args=[
+            *("--entra-url", service.url, "--entra-tenant-id", directory.tenant_id),
+            *("--entra-ca-file", str(tls_dir / "ca.pem"), "--azure-resource-id", WORKSPACE_RESOURCE_ID),
+            *("--tls-cert", str(cert), "--tls-key", str(key)),
+        ],
+    )
+    yield workspace
+    workspace.stop()
+
+
+@pytest.fixture
+def admin(signin_workspace, azure):
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=signin_workspace.url, token=ADMIN_PAT)
+
+
+def _outcome(hook: MlflowRegistryHook) -> str:
+    """'ok' when a registry call succeeds, else the workspace's error code.
+
+    ENDPOINT_NOT_FOUND means the workspace accepted the sign-in and has no such MLflow route;
+    401/403 codes mean the sign-in was refused.
+    """
+    try:
+        hook.search_registered_model_names(max_results=1)
+    except ModelRegistryError:
+        raise
+    except Exception as exc:
+        return getattr(exc, "error_code", None) or repr(exc)
+    return "ok"
+
+
+def _workspace_connection(monkeypatch, conn_id: str, workspace, **fields: Any) -> None:
+    """As a production connection: host (here with its port), no schema, the sign-in fields."""
+    conn = {"conn_type": "databricks", "host": f"127.0.0.1:{workspace.port}", **fields}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def test_databricks_oauth_m2m_service_principal_is_accepted_by_the_workspace(
+    signin_workspace, admin, monkeypatch, caplog, capfd
+):
+    sp = admin.service_principals.create(display_name="mlops-registry-m2m")
+    secret = admin.service_principal_secrets_proxy.create(sp.id).secret
+    _workspace_connection(
+        monkeypatch,
+        "databricks_m2m",
+        signin_workspace,
+        login=sp.application_id,
+        password=secret,
+        extra={"service_principal_oauth": True},
+    )
+    hook = MlflowRegistryHook(databricks_conn_id="databricks_m2m")
+    assert _outcome(hook) in ("ok", "ENDPOINT_NOT_FOUND")
+    (cached,) = hook._signin.oauth_tokens.values()  # a Databricks OAuth token, not the secret
+    assert cached["access_token"] != secret
+
+    wrong = "dose" + "0123456789abcdef0123456789abcdef"
+    _workspace_connection(
+        monkeypatch,
+        "databricks_m2m_wrong",
+        signin_workspace,
+        login=sp.application_id,
+        password=wrong,
+        extra={"service_principal_oauth": True},
+    )
+    with pytest.raises(
+        ModelRegistryError, match=r"'databricks_m2m_wrong' \(Databricks OAuth M2M\)"
+    ) as caught:
+        MlflowRegistryHook(databricks_conn_id="databricks_m2m_wrong").search_registered_model_names()
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert wrong not in str(caught.value) and wrong not in logs
+    assert secret not in logs
+
+
+def test_entra_service_principal_is_refused_until_added_unless_it_brings_the_management_token(
+    signin_workspace, admin, azure, monkeypatch
+):
+    _, directory, _ = azure
+    sp = directory.create_service_principal("mlops-registry-entra")
+    fields = {"login": sp.client_id, "password": sp.secret}
+    _workspace_connection(
+        monkeypatch, "databricks_entra", signin_workspace, **fields, extra={"azure_tenant_id": sp.tenant_id}
+    )
+    with pytest.raises(Exception) as refused:
+        MlflowRegistryHook(databricks_conn_id="databricks_entra").search_registered_model_names()
+    assert getattr(refused.value, "error_code", None) == "PERMISSION_DENIED"
+    assert "has not been added" in str(refused.value)
+
+    admin.service_principals.create(application_id=sp.client_id, display_name=sp.display_name)
+    assert _outcome(MlflowRegistryHook(databricks_conn_id="databricks_entra")) in ("ok", "ENDPOINT_NOT_FOUND")
+
+    # A principal with Azure rights on the workspace (management token) need not be added first.
+    outsider = directory.create_service_principal("mlops-registry-contributor")
+    _workspace_connection(
+        monkeypatch,
+        "databricks_contributor",
+        signin_workspace,
+        login=outsider.client_id,
+        password=outsider.secret,
+        extra={"azure_tenant_id": outsider.tenant_id, "azure_resource_id": WORKSPACE_RESOURCE_ID},
+    )
+    hook = MlflowRegistryHook(databricks_conn_id="databricks_contributor")
+    assert _outcome(hook) in ("ok", "ENDPOINT_NOT_FOUND")
 
 
 # --------------------------------------------------------------------------- personal access token
