@@ -109,7 +109,9 @@ class ModelVersionTrigger(BaseTrigger):
             self.mlflow_conn_id, databricks_conn_id=self.databricks_conn_id, registry_uri=self.registry_uri
         )
         # The connection is read through the async API; the MLflow client is synchronous, so each
-        # poll runs in a worker thread and the triggerer's event loop stays free.
+        # poll runs in a worker thread and the triggerer's event loop stays free. On a Databricks
+        # connection the provider's sync sign-in (token fetch and refresh) runs in that thread
+        # too, reading the connection fetched here, never a sync lookup from the event loop.
         conn_id = self.databricks_conn_id or self.mlflow_conn_id
         try:
             hook.use_connection(await hook.aget_connection(conn_id))
