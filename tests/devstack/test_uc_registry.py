@@ -271,3 +271,43 @@ def test_every_call_of_the_client_has_a_route(tmp_path):
         for path, method in extract_api_info_for_service(service, _REST_API_PATH_PREFIX).values():
             router.match(method, path)  # raises ENDPOINT_NOT_FOUND when missing
     ctx.store.close()
+
+
+def test_update_rename_and_delete_as_unity_catalog_does(uc, clients, data):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _, model_uri, _ = _log_model(data)
+    mv = mlflow.register_model(model_uri, "dev.ml.before")
+    clients.dev.update_registered_model("dev.ml.before", description="baseline")
+    clients.dev.update_model_version("dev.ml.before", mv.version, description="first try")
+    clients.dev.rename_registered_model("dev.ml.before", "after")  # a leaf name: same schema
+    renamed = clients.prod.get_registered_model("dev.ml.after")
+    assert (renamed.name, renamed.description) == ("dev.ml.after", "baseline")
+    assert clients.prod.get_model_version("dev.ml.after", mv.version).description == "first try"
+    storage = clients.prod.get_model_version_download_uri("dev.ml.after", mv.version)
+    assert storage.startswith("file://") and storage.endswith("/models/dev/ml/after/1")
+
+    clients.dev.delete_model_version("dev.ml.after", mv.version)
+    with pytest.raises(
+        MlflowException, match="Model version 1 of registered model 'dev.ml.after' does not exist"
+    ):
+        clients.prod.get_model_version("dev.ml.after", mv.version)
+    clients.dev.delete_registered_model("dev.ml.after")
+    answer = _call(uc.prod, "GET", f"{UC}/registered-models/get", params={"name": "dev.ml.after"})
+    assert (answer.status_code, answer.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_presigned_url_past_its_expiry_is_refused():
+    from devstack.workspace.api import ApiError
+    from devstack.workspace.mlflow.uc_registry_backend import PresignedUrls
+
+    path = "/Models/dev/ml/m/1/MLmodel"
+    expired = PresignedUrls(ttl_seconds=-1)
+    signed = expired.sign(path, "read")
+    with pytest.raises(ApiError, match="expired") as info:
+        expired.verify(signed["t"], signed["sig"], "read")
+    assert (info.value.status, info.value.error_code) == (403, "PERMISSION_DENIED")
+    fresh = PresignedUrls(key=expired.key)
+    signed = fresh.sign(path, "read")
+    assert fresh.verify(signed["t"], signed["sig"], "read") == path
