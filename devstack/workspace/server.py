@@ -41,6 +41,7 @@ API_MODULES = (
     "files.api",
     "files.dbfs_api",
     "mlflow.uc_registry_api",
+    "mlflow.tracking_api",
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
