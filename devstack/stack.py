@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import lake as lake_layout
 from devstack import tls
 from devstack.processes import group_alive, port_in_use, stop_group
 from devstack.services import (
@@ -60,6 +61,11 @@ class StackState:
     @property
     def lake(self) -> Path:
         return self.state_dir / "lake"
+
+    @property
+    def metastore(self) -> Path:
+        """The Unity Catalog metastore every workspace shares (catalogs, volumes, model storage)."""
+        return self.state_dir / "metastore"
 
     def read(self) -> dict | None:
         if not self.file.exists():
@@ -136,21 +142,12 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def seed_lake(lake: Path) -> None:
-    """Copy the sample data where the devstack overlay of include/config expects it."""
-    copies = {
-        SAMPLE_DATA / "landing" / "diabetes.csv": lake / "dev" / "landing" / "diabetes.csv",
-        SAMPLE_DATA / "holdout" / "diabetes_holdout.csv": lake
-        / "staging"
-        / "holdout"
-        / "diabetes_holdout.csv",
-    }
-    for source, target in copies.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    scoring = lake / "prod" / "scoring"
-    for partition in sorted((SAMPLE_DATA / "scoring").glob("date=*")):
-        shutil.copytree(partition, scoring / partition.name, dirs_exist_ok=True)
+def seed_lake(lake: Path, config: dict | None = None, metastore_dir: Path | None = None) -> dict[str, Path]:
+    """Copy include/data's sample trees to where include/config's paths point (see devstack.lake)."""
+    from devstack import lake as lake_layout
+
+    config = config if config is not None else load_project_config_for(lake)
+    return lake_layout.seed_lake(lake, config, metastore_dir)
 
 
 def import_notebooks(url: str, token: str, folder: str) -> int:
@@ -247,6 +244,8 @@ def up(
         tokens = _tokens(state_dir)
         workspaces = {}
         extra = ["--cluster-start-seconds", str(cluster_start_seconds), "--fault-rate", str(fault_rate)]
+        # One Unity Catalog metastore for all workspaces; a lake dir per storage account of the config.
+        extra += lake_layout.workspace_args(state.lake, state.metastore, load_project_config_for(state.lake))
         for name in ENVIRONMENTS:
             signin = [
                 *("--entra-url", entra.url, "--entra-tenant-id", tenant_id),
@@ -310,7 +309,11 @@ def up(
 def sync(state: StackState, stack: dict, say=print) -> None:
     """Bring a running stack up to date with the project: notebooks, sample data, env file."""
     config = load_project_config_for(state.lake)
-    seed_lake(state.lake)
+    first = next(iter(stack["workspaces"].values()))
+    created = lake_layout.ensure_unity_catalog(first["url"], first["token"], config)
+    if created:
+        say(f"  Unity Catalog      created {', '.join(created)} (one metastore: {state.metastore})")
+    seed_lake(state.lake, config, state.metastore)
     folder = config["jobs"]["notebook_dir"]
     imported = 0
     for ws in stack["workspaces"].values():
