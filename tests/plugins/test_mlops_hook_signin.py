@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,7 @@ from mlops.triggers import ModelVersionTrigger
 from devstack import tls
 from devstack.entra.backend import DATABRICKS_RESOURCE, MANAGEMENT_RESOURCE, Directory
 from devstack.services import start_entra, start_workspace
+from devstack.workspace.unity_catalog.backend import Metastore
 
 CREDENTIAL_VARS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_USERNAME", "DATABRICKS_PASSWORD")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -411,6 +413,10 @@ def signin_workspace(tmp_path_factory, entra, mlflow_server):
     data = tmp_path_factory.mktemp("ws-signin")
     tls_dir = service.data_dir.parent / "tls"
     cert, key = tls.issue_server_cert(tls_dir, data / "cert")
+    metastore = Metastore(data / "metastore")
+    metastore.create_catalog("dev")
+    metastore.create_schema("dev", "ml")
+    metastore.close()
     workspace = start_workspace(
         "signin",
         data,
@@ -420,6 +426,7 @@ def signin_workspace(tmp_path_factory, entra, mlflow_server):
             *("--entra-url", service.url, "--entra-tenant-id", directory.tenant_id),
             *("--entra-ca-file", str(tls_dir / "ca.pem"), "--azure-resource-id", WORKSPACE_RESOURCE_ID),
             *("--tls-cert", str(cert), "--tls-key", str(key)),
+            *("--metastore-dir", str(data / "metastore")),
         ],
     )
     yield workspace
@@ -433,19 +440,12 @@ def admin(signin_workspace, azure):
     return WorkspaceClient(host=signin_workspace.url, token=ADMIN_PAT)
 
 
-def _outcome(hook: MlflowRegistryHook) -> str:
-    """'ok' when a registry call succeeds, else the workspace's error code.
-
-    ENDPOINT_NOT_FOUND means the workspace accepted the sign-in and has no such MLflow route;
-    401/403 codes mean the sign-in was refused.
-    """
-    try:
-        hook.search_registered_model_names(max_results=1)
-    except ModelRegistryError:
-        raise
-    except Exception as exc:
-        return getattr(exc, "error_code", None) or repr(exc)
-    return "ok"
+def _registers(hook: MlflowRegistryHook) -> str:
+    """A real Unity Catalog registry call through the hook: create a model, read it back."""
+    name = f"dev.ml.signin_{uuid.uuid4().hex[:8]}"
+    hook.create_registered_model(name, tags={"purpose": "sign-in test"})
+    assert hook.get_registered_model(name).tags == {"purpose": "sign-in test"}
+    return name
 
 
 def _workspace_connection(monkeypatch, conn_id: str, workspace, **fields: Any) -> None:
@@ -468,7 +468,7 @@ def test_databricks_oauth_m2m_service_principal_is_accepted_by_the_workspace(
         extra={"service_principal_oauth": True},
     )
     hook = MlflowRegistryHook(databricks_conn_id="databricks_m2m")
-    assert _outcome(hook) in ("ok", "ENDPOINT_NOT_FOUND")
+    _registers(hook)
     (cached,) = hook._signin.oauth_tokens.values()  # a Databricks OAuth token, not the secret
     assert cached["access_token"] != secret
 
@@ -505,7 +505,7 @@ def test_entra_service_principal_is_refused_until_added_unless_it_brings_the_man
     assert "has not been added" in str(refused.value)
 
     admin.service_principals.create(application_id=sp.client_id, display_name=sp.display_name)
-    assert _outcome(MlflowRegistryHook(databricks_conn_id="databricks_entra")) in ("ok", "ENDPOINT_NOT_FOUND")
+    _registers(MlflowRegistryHook(databricks_conn_id="databricks_entra"))
 
     # A principal with Azure rights on the workspace (management token) need not be added first.
     outsider = directory.create_service_principal("mlops-registry-contributor")
@@ -517,31 +517,23 @@ def test_entra_service_principal_is_refused_until_added_unless_it_brings_the_man
         password=outsider.secret,
         extra={"azure_tenant_id": outsider.tenant_id, "azure_resource_id": WORKSPACE_RESOURCE_ID},
     )
-    hook = MlflowRegistryHook(databricks_conn_id="databricks_contributor")
-    assert _outcome(hook) in ("ok", "ENDPOINT_NOT_FOUND")
+    _registers(MlflowRegistryHook(databricks_conn_id="databricks_contributor"))
 
 
 # --------------------------------------------------------------------------- personal access token
 
 
-def test_personal_access_token_reaches_the_workspace_and_a_wrong_one_is_refused(workspace, monkeypatch):
-    """What the emulated workspace answers tells accepted sign-in from refused sign-in."""
-    for var in CREDENTIAL_VARS:
-        monkeypatch.delenv(var, raising=False)
-    _connection(monkeypatch, "databricks_pat", workspace.port, password=workspace.token)
-    _connection(
-        monkeypatch, "databricks_badpat", workspace.port, password="dapi-not-a-token-of-this-workspace"
+def test_personal_access_token_still_signs_in_and_a_wrong_one_is_refused(
+    signin_workspace, azure, monkeypatch
+):
+    _workspace_connection(monkeypatch, "databricks_pat", signin_workspace, password=ADMIN_PAT)
+    _registers(MlflowRegistryHook(databricks_conn_id="databricks_pat"))
+
+    _workspace_connection(
+        monkeypatch, "databricks_badpat", signin_workspace, password="dapi-not-of-this-workspace"
     )
-
-    good = MlflowRegistryHook(databricks_conn_id="databricks_pat", registry_uri="databricks")
-    try:
-        good.search_registered_model_names(max_results=1)
-    except Exception as exc:  # a workspace without the MLflow API yet: signed in, endpoint missing
-        assert getattr(exc, "error_code", None) == "ENDPOINT_NOT_FOUND", exc
-
-    bad = MlflowRegistryHook(databricks_conn_id="databricks_badpat", registry_uri="databricks")
     with pytest.raises(Exception) as refused:
-        bad.search_registered_model_names(max_results=1)
+        MlflowRegistryHook(databricks_conn_id="databricks_badpat").search_registered_model_names()
     assert getattr(refused.value, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED"), (
         refused.value
     )
