@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _add_signin_args(parser: argparse.ArgumentParser) -> None:
     """Sign-in beyond --token: Entra ID tokens of one tenant (devstack.workspace.iam) and TLS."""
     parser.add_argument(
-        "--entra-url", default=None, help="Entra ID authority whose JWKS signs accepted tokens (the devstack's stand-in)"
+        "--entra-url",
+        default=None,
+        help="Entra ID authority whose JWKS signs accepted tokens (the devstack's stand-in)",
     )
     parser.add_argument("--entra-tenant-id", default=None, help="the tenant whose tokens are accepted")
     parser.add_argument("--entra-ca-file", default=None, help="CA file to trust for an https --entra-url")
@@ -85,8 +87,28 @@ def _add_signin_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="this workspace's Azure resource id, checked against X-Databricks-Azure-Workspace-Resource-Id",
     )
-    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain: the port then also speaks TLS")
+    parser.add_argument(
+        "--tls-cert", default=None, help="PEM certificate chain: the port then also speaks TLS"
+    )
     parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-ca-dir",
+        default=None,
+        help="without --tls-cert: issue this workspace's certificate from the devstack CA in this directory",
+    )
+    parser.add_argument(
+        "--tls-name", action="append", default=[], help="host name for the issued certificate (repeatable)"
+    )
+
+
+def _issue_certificate(args: argparse.Namespace, data_dir: Path) -> None:
+    """--tls-ca-dir: a certificate for 127.0.0.1, localhost and --tls-name, signed by the devstack CA."""
+    if args.tls_ca_dir and not args.tls_cert:
+        from devstack import tls
+
+        names = [*tls.DEFAULT_NAMES, *args.tls_name]
+        cert, key = tls.issue_server_cert(Path(args.tls_ca_dir), data_dir / "tls", names)
+        args.tls_cert, args.tls_key = str(cert), str(key)
 
 
 def _attach_storage(ctx: WorkspaceContext, args: argparse.Namespace) -> None:
@@ -113,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads(args.config.read_text()) if args.config else {}
+    _issue_certificate(args, data_dir)
     ctx = WorkspaceContext(
         name=args.name,
         host=args.host,

@@ -45,24 +45,16 @@ def ca_bundle(entra):
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, entra, directory):
     data = tmp_path_factory.mktemp("ws-signin")
-    cert, key = tls.issue_server_cert(entra.data_dir / "tls", data / "cert")
     service = start_workspace(
         "signin",
         data,
         token=PAT,
         extra_args=[
-            "--entra-url",
-            entra.url,
-            "--entra-tenant-id",
-            directory.tenant_id,
-            "--entra-ca-file",
-            str(entra.data_dir / "tls" / "ca.pem"),
-            "--azure-resource-id",
-            RESOURCE_ID,
-            "--tls-cert",
-            str(cert),
-            "--tls-key",
-            str(key),
+            *("--entra-url", entra.url, "--entra-tenant-id", directory.tenant_id),
+            *("--entra-ca-file", str(entra.data_dir / "tls" / "ca.pem")),
+            *("--azure-resource-id", RESOURCE_ID),
+            # The workspace issues its own certificate from the devstack CA (as compose would).
+            *("--tls-ca-dir", str(entra.data_dir / "tls"), "--tls-name", "localhost"),
         ],
     )
     yield service
