@@ -32,6 +32,22 @@ SPARK_VERSIONS = [
 ]
 
 
+def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
+    """MLflow and credentials as a Databricks runtime sets them up for notebooks.
+
+    MLflow talks to this workspace (tracking URI ``databricks``, registry ``databricks-uc``),
+    never past it to the devstack's MLflow server; databricks-sdk and MLflow find the workspace
+    and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. The token is the workspace's own
+    until the identity service issues each run a short-lived one of its principal.
+    """
+    return {
+        "MLFLOW_TRACKING_URI": "databricks",
+        "MLFLOW_REGISTRY_URI": "databricks-uc",
+        "DATABRICKS_HOST": ctx.base_url,
+        "DATABRICKS_TOKEN": ctx.token,
+    }
+
+
 class ClusterStartCancelled(Exception):
     """A cluster start was abandoned because its run was cancelled meanwhile."""
 
@@ -136,9 +152,10 @@ class ClusterManager:
             time.sleep(self.ctx.cluster_start_seconds)
         if self.stopping or (cancelled is not None and cancelled.is_set()):
             raise ClusterStartCancelled(cluster_id)
-        env = {str(k): str(v) for k, v in (spec.get("spark_env_vars") or {}).items()}
-        if self.ctx.mlflow_tracking_uri:
-            env.setdefault("MLFLOW_TRACKING_URI", self.ctx.mlflow_tracking_uri)
+        env = {
+            **databricks_runtime_env(self.ctx),
+            **{str(k): str(v) for k, v in (spec.get("spark_env_vars") or {}).items()},
+        }
         cluster_dir: Path = self.ctx.data_dir / "clusters" / cluster_id
         cluster_dir.mkdir(parents=True, exist_ok=True)
         driver = DriverProcess(
