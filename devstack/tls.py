@@ -10,6 +10,7 @@ trust it through ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` (see :func:`ca_bundl
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import socket
 import ssl
@@ -28,15 +29,24 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def ensure_ca(directory: Path) -> Path:
     """The CA certificate under ``directory`` (created once, with its key, on first use)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / CA_CERT, directory / CA_KEY
+    if cert_path.exists() and key_path.exists():
+        return cert_path
+    # Processes starting together (compose services) must not each make a CA: one does, under a lock.
+    with open(directory / ".ca.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cert_path.exists() and key_path.exists()):
+            _create_ca(cert_path, key_path)
+    return cert_path
+
+
+def _create_ca(cert_path: Path, key_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / CA_CERT, directory / CA_KEY
-    if cert_path.exists() and key_path.exists():
-        return cert_path
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack local CA")])
     now = dt.datetime.now(dt.UTC)
@@ -72,8 +82,10 @@ def ensure_ca(directory: Path) -> Path:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path
+    # The certificate last and whole (rename): its presence means the CA is complete.
+    tmp = cert_path.with_suffix(".tmp")
+    tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tmp.replace(cert_path)
 
 
 def issue_server_cert(
