@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -325,7 +326,7 @@ def test_token_is_refreshed_before_it_expires(azure, workspace_mlflow, monkeypat
     # The clock moves on: the cached token now expires in 60 s, inside the provider's
     # refresh lead time (TOKEN_REFRESH_LEAD_TIME, 120 s). The next call must not send it.
     (cached,) = hook._signin.oauth_tokens.values()
-    cached["expires_on"] = int(cached["expires_on"]) - 3600 + 60
+    cached["expires_on"] = int(time.time()) + 60
     workspace_mlflow.requests.clear()
     hook.search_registered_model_names(max_results=1)
     (second,) = _bearers(workspace_mlflow.mlflow_requests())
@@ -470,7 +471,13 @@ def test_databricks_oauth_m2m_service_principal_is_accepted_by_the_workspace(
     hook = MlflowRegistryHook(databricks_conn_id="databricks_m2m")
     _registers(hook)
     (cached,) = hook._signin.oauth_tokens.values()  # a Databricks OAuth token, not the secret
-    assert cached["access_token"] != secret
+    first = cached["access_token"]
+    assert first != secret
+    # Close to expiry (inside the provider's 2-minute lead): the next call signs in again.
+    cached["expires_on"] = int(time.time()) + 60
+    _registers(hook)
+    (renewed,) = hook._signin.oauth_tokens.values()
+    assert renewed["access_token"] not in (first, secret)
 
     wrong = "dose" + "0123456789abcdef0123456789abcdef"
     _workspace_connection(
