@@ -155,3 +155,15 @@ def test_two_workspaces_on_one_metastore_see_the_same_file(files_workspace, tmp_
         assert "landing" in {v.name for v in prod.volumes.list(catalog_name="files_cat", schema_name="ml")}
     finally:
         other.stop()
+
+
+def test_sdk_dbutils_fs_on_volumes_probes_files_and_directories(w):
+    # databricks-sdk's dbutils.fs tells files from directories by HEAD on each endpoint (a 404
+    # from the other one), then copies through the Files API.
+    w.dbutils.fs.put(f"{VOLUME}/dbutils/a.txt", "from dbutils", True)
+    w.dbutils.fs.cp(f"{VOLUME}/dbutils/a.txt", f"{VOLUME}/dbutils/b.txt")
+    assert w.dbutils.fs.head(f"{VOLUME}/dbutils/b.txt") == "from dbutils"
+    assert sorted(f.name for f in w.dbutils.fs.ls(f"{VOLUME}/dbutils")) == ["a.txt", "b.txt"]
+    w.dbutils.fs.rm(f"{VOLUME}/dbutils", recurse=True)
+    with pytest.raises(NotFound):
+        w.files.get_directory_metadata(f"{VOLUME}/dbutils")

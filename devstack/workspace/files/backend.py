@@ -93,10 +93,11 @@ class FilesBackend:
         local = self._local(path)
         if not local.is_file():
             if local.is_dir():
+                # 404, not 400: clients (databricks-sdk's dbutils.fs) probe "file or directory?" so.
                 raise ApiError(
-                    400,
-                    "INVALID_PARAMETER_VALUE",
-                    f"{path} is a directory; use /api/2.0/fs/directories for it.",
+                    404,
+                    "NOT_FOUND",
+                    f"The file {path} does not exist: it is a directory (see /api/2.0/fs/directories).",
                 )
             raise _not_found("file", path)
         st = local.stat()
@@ -135,7 +136,9 @@ class FilesBackend:
         if not local.is_dir():
             if local.is_file():
                 raise ApiError(
-                    400, "INVALID_PARAMETER_VALUE", f"{path} is a file; use /api/2.0/fs/files for it."
+                    404,
+                    "NOT_FOUND",
+                    f"The directory {path} does not exist: it is a file (see /api/2.0/fs/files).",
                 )
             raise _not_found("directory", path)
         return local

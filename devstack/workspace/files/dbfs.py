@@ -45,7 +45,9 @@ class Dbfs:
 
     def __init__(self, root: Path, spool: Path):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # The folders every Databricks workspace's DBFS root shows.
+        for folder in ("FileStore", "tmp", "user"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
         self.spool = Path(spool)
         self._handles: dict[int, tuple[str, Path, bool]] = {}
         self._next_handle = 1
