@@ -402,3 +402,29 @@ def test_deferrable_road_signs_in_with_m2m_over_tls(ws, admin, ca_bundle, tmp_pa
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["userName"] == app_id
+
+
+def test_provider_default_azure_credential_path_signs_in_through_the_managed_identity(
+    ws, admin, entra, directory, monkeypatch, trust_devstack_ca
+):
+    from airflow.providers.databricks.hooks.databricks import DatabricksHook
+
+    identity = directory.create_managed_identity("airflow-default-credential")
+    admin.service_principals.create(application_id=identity.client_id, display_name=identity.display_name)
+    # Only the managed-identity leg of DefaultAzureCredential is configured: nothing else is tried.
+    for var in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{entra.port}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", identity.secret)
+    conn = _connection(
+        monkeypatch,
+        "dbx_default_cred",
+        host=f"127.0.0.1:{ws.port}",
+        extra={"use_default_azure_credential": True},
+    )
+
+    me = DatabricksHook(databricks_conn_id=conn, retry_limit=1)._do_api_call(
+        ("GET", "2.0/preview/scim/v2/Me"), {}
+    )
+
+    assert me["userName"] == identity.client_id
