@@ -43,6 +43,18 @@ def compose_stack() -> dict:
     }
 
 
+def workspace_storage_args() -> str:
+    """The storage flags every compose workspace needs: the shared metastore and the lake's
+    storage accounts, on the ``lake`` volume (see :mod:`devstack.lake`)."""
+    from devstack import lake
+    from include.config import load_config
+
+    args = ["--metastore-dir", f"{LAKE}/metastore"]
+    for account in lake.storage_accounts(load_config(overlay="")):
+        args += ["--storage-account", f"{account}={LAKE}/{account}"]
+    return " ".join(args)
+
+
 def compose_connection_env() -> dict[str, str]:
     from include.config import load_config
 
@@ -64,17 +76,21 @@ def _wait(url: str, token: str, timeout: float = 120) -> None:
 
 def init(lake: Path) -> None:
     """Seed the lake and import include/notebooks into each workspace (tokens from the env)."""
+    from devstack.lake import ensure_unity_catalog
     from include.config import load_config
 
     os.environ.setdefault("DEVSTACK_LAKE", str(lake))
-    seed_lake(lake)
-    folder = load_config(overlay="devstack")["jobs"]["notebook_dir"]
+    config = load_config(overlay="devstack")
+    folder = config["jobs"]["notebook_dir"]
     for name in ENVIRONMENTS:
         url = f"http://workspace-{name}:{WORKSPACE_PORT}"
         token = os.environ.get(f"DEVSTACK_TOKEN_{name.upper()}", f"dapi-devstack-{name}")
         _wait(url, token)
+        if name == ENVIRONMENTS[0]:  # one metastore: the catalogs, schemas, volumes the config names
+            ensure_unity_catalog(url, token, config)
         count = import_notebooks(url, token, folder)
         print(f"{name}: {count} files imported into {folder}", flush=True)
+    seed_lake(lake, config, lake / "metastore")
     print(f"lake seeded at {lake}", flush=True)
 
 
