@@ -32,19 +32,26 @@ SPARK_VERSIONS = [
 ]
 
 
+# Lifetime of the token a cluster's notebooks get: a job cluster lives as long as its run.
+DRIVER_TOKEN_TTL_SECONDS = 8 * 3600
+
+
 def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
     """MLflow and credentials as a Databricks runtime sets them up for notebooks.
 
     MLflow talks to this workspace (tracking URI ``databricks``, registry ``databricks-uc``),
     never past it to the devstack's MLflow server; databricks-sdk and MLflow find the workspace
-    and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. The token is the workspace's own
-    until the identity service issues each run a short-lived one of its principal.
+    and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. The token is a short-lived one
+    issued to the cluster (the workspace's admin, who submits the runs here), never the
+    workspace's personal access token.
     """
+    iam = ctx.services.get("iam")
+    token = iam.issue_token(iam.admin, DRIVER_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
     return {
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",
         "DATABRICKS_HOST": ctx.base_url,
-        "DATABRICKS_TOKEN": ctx.token,
+        "DATABRICKS_TOKEN": token,
     }
 
 

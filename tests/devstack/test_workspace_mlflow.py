@@ -8,6 +8,7 @@ where the MLflow UI reads it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -209,8 +210,10 @@ def test_signer_refuses_expired_and_foreign_urls():
 
 
 NOTEBOOK = """
-import json, os
+import hashlib, json, os
 import mlflow
+
+dbutils.widgets.text("pat_sha256", "")
 
 mlflow.set_experiment("{experiment}")
 with mlflow.start_run() as run:
@@ -225,6 +228,8 @@ dbutils.notebook.exit(json.dumps({{
     "registry_uri": mlflow.get_registry_uri(),
     "env": {{name: os.environ.get(name) for name in names}},
     "has_token": bool(os.environ.get("DATABRICKS_TOKEN")),
+    "token_is_the_pat": hashlib.sha256(os.environ["DATABRICKS_TOKEN"].encode()).hexdigest()
+    == dbutils.widgets.get("pat_sha256"),
 }}))
 """
 
@@ -251,7 +256,12 @@ def test_notebook_without_mlflow_settings_logs_through_its_workspace(
             "tasks": [
                 {
                     "task_key": "log",
-                    "notebook_task": {"notebook_path": f"{folder}/log_run"},
+                    "notebook_task": {
+                        "notebook_path": f"{folder}/log_run",
+                        "base_parameters": {
+                            "pat_sha256": hashlib.sha256(workspace.token.encode()).hexdigest()
+                        },
+                    },
                     "new_cluster": SMALL_CLUSTER,
                 }
             ],
@@ -265,6 +275,7 @@ def test_notebook_without_mlflow_settings_logs_through_its_workspace(
 
     assert result["tracking_uri"] == "databricks" and result["registry_uri"] == "databricks-uc"
     assert result["env"]["DATABRICKS_HOST"] == workspace.url and result["has_token"]
+    assert not result["token_is_the_pat"], "notebooks get a short-lived token, not the workspace's PAT"
     assert not any(mlflow_server.url in (value or "") for value in result["env"].values())
     assert result["artifact_uri"].startswith("dbfs:/databricks/mlflow-tracking/")
 
