@@ -136,7 +136,6 @@ class MlflowRegistryHook(BaseHook):
                 "tracking_uri": "databricks",
                 "registry_uri": registry,
                 "label": f"{registry} on {host}",
-                "host": host,
                 "headers": None,
                 "env": None,
             }
@@ -252,9 +251,11 @@ class MlflowRegistryHook(BaseHook):
                     f"Signing in to Databricks connection {self.databricks_conn_id!r} ({method}) failed: "
                     f"{exc}. Check the connection's login, password and extra ({_SIGNIN_HELP}).",
                     conn.password,
+                    conn.extra_dejson.get("token"),
                 )
             ) from None
-        env = {"DATABRICKS_HOST": self._settings["host"]}
+        # The workspace URL as the provider's API calls build it (extra host, schema, port).
+        env = {"DATABRICKS_HOST": signin._endpoint_url("").rstrip("/")}
         if token:
             env.update(DATABRICKS_TOKEN=token, DATABRICKS_AUTH_TYPE="pat")
         elif conn.login and conn.password:
