@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from devstack.workspace.api import ApiError, Request, Response, Router, invalid
+from devstack.workspace.api import Request, Response, Router, invalid
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.iam.backend import EntraTrust, Identities, OAuthError, Principal, ScimError
 
@@ -229,6 +229,3 @@ def register(router: Router, ctx: WorkspaceContext) -> None:
     router.add("POST", "2.0", secrets_path, secret_create)
     router.add("GET", "2.0", secrets_path, secret_list)
     router.add("DELETE", "2.0", secrets_path + "/{secret}", secret_delete)
-
-
-__all__ = ["ApiError", "authenticate", "build_identities", "register"]
