@@ -311,3 +311,18 @@ def test_presigned_url_past_its_expiry_is_refused():
     fresh = PresignedUrls(key=expired.key)
     signed = fresh.sign(path, "read")
     assert fresh.verify(signed["t"], signed["sig"], "read") == path
+
+
+def test_version_search_takes_unity_catalogs_filters_only(uc, clients, data):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id, model_uri, _ = _log_model(data)
+    mv = mlflow.register_model(model_uri, "dev.ml.searched")
+    by_run = clients.prod.search_model_versions(f"run_id = '{run_id}'")
+    assert [(v.name, v.version) for v in by_run] == [("dev.ml.searched", mv.version)]
+    assert [v.version for v in clients.prod.search_model_versions('name = "dev.ml.searched"')] == [mv.version]
+    # The MLflow server behind would answer a tag filter; Unity Catalog on Azure does not.
+    with pytest.raises(MlflowException, match="one condition") as info:
+        clients.prod.search_model_versions("tags.validated = 'true'")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"

@@ -83,6 +83,7 @@ def _model_version(uc, version: Version, *, full: bool = True) -> Any:
         description=mv.description or "",
         source=mv.source or "",
         run_id=mv.run_id or "",
+        run_tracking_server_id=version.run_tracking_server_id,
         status=uc.ModelVersionStatus.Value(version.status),
         storage_location=version.storage_location,
         model_id=version.model_id,
@@ -196,6 +197,7 @@ def register(router, ctx: WorkspaceContext) -> None:
             description=req.description,
             tags={t.key: t.value for t in req.tags},
             model_id=req.model_id,
+            run_tracking_server_id=req.run_tracking_server_id,
         )
         return _render(uc.CreateModelVersionResponse(model_version=_model_version(uc, version)))
 

@@ -36,12 +36,16 @@ RESERVED_TAG_PREFIX = "devstack.uc."
 STATUS_TAG = RESERVED_TAG_PREFIX + "status"
 # The MLflow server does not keep a version's model_id (the logged model it came from); UC does.
 MODEL_ID_TAG = RESERVED_TAG_PREFIX + "model_id"
+# The workspace the source run was tracked in (UC's run_tracking_server_id).
+RUN_WORKSPACE_TAG = RESERVED_TAG_PREFIX + "run_tracking_server_id"
 PENDING = "PENDING_REGISTRATION"
 READY = "READY"
 # UC names: letters, digits, underscores (hyphens when back-quoted); stored in lower case.
 NAME_PART = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 CREDENTIALS_TTL_SECONDS = 3600
 MODELS_PREFIX = "/Models/"
+# The filters Unity Catalog's model-version search takes: name = '...' or run_id = '...'.
+VERSION_FILTER = re.compile(r"""^\s*(name|run_id)\s*=\s*(?:'([^']*)'|"([^"]*)")\s*$""")
 # The artifact location of an MLflow 3 logged model: <root>/<experiment>/models/<model_id>/artifacts
 LOGGED_MODEL_ARTIFACTS = re.compile(r"^mlflow-artifacts:/[^/]+/models/(m-[0-9a-f]+)/artifacts/?$")
 
@@ -65,6 +69,10 @@ class Version:
     @property
     def model_id(self) -> str:
         return self.mv.tags.get(MODEL_ID_TAG) or self.mv.model_id or ""
+
+    @property
+    def run_tracking_server_id(self) -> str:
+        return self.mv.tags.get(RUN_WORKSPACE_TAG, "")
 
     @property
     def tags(self) -> dict[str, str]:
@@ -312,6 +320,7 @@ class UcModelRegistry:
         description: str = "",
         tags: dict[str, str] | None = None,
         model_id: str = "",
+        run_tracking_server_id: str = "",
     ) -> Version:
         full, *_ = self.full_name(name)
         if not source:
@@ -327,12 +336,17 @@ class UcModelRegistry:
         # The MLflow server checks a source against the model_id it is given (and keeps none):
         # it gets one only for sources that are a logged model's files; UC keeps it in a tag.
         server_model_id = model_id if (logged or source.startswith("models:/m-")) else None
+        bookkeeping = {STATUS_TAG: PENDING}
+        if model_id:
+            bookkeeping[MODEL_ID_TAG] = model_id
+        if run_tracking_server_id:
+            bookkeeping[RUN_WORKSPACE_TAG] = run_tracking_server_id
         mv = self._call(
             "create_model_version",
             full,
             source,
             run_id=run_id or None,
-            tags={**(tags or {}), STATUS_TAG: PENDING, **({MODEL_ID_TAG: model_id} if model_id else {})},
+            tags={**(tags or {}), **bookkeeping},
             description=description or None,
             model_id=server_model_id,
         )
@@ -374,6 +388,21 @@ class UcModelRegistry:
     ):
         if max_results is not None and not 1 <= max_results <= 10000:
             raise invalid(f"Invalid value for field max_results: {max_results}; use 1 to 10000.")
+        if filter_string:
+            # Unity Catalog takes one condition, on the model's name or the source run (mlflow's UC
+            # store documents exactly these two); the MLflow server would accept more, Azure not.
+            found = VERSION_FILTER.match(filter_string)
+            if not found:
+                raise invalid(
+                    f"Unsupported filter {filter_string!r}: Unity Catalog searches model versions by one "
+                    "condition, name = '<catalog>.<schema>.<model>' or run_id = '<run id>'."
+                )
+            field, value = found.group(1), found.group(2) if found.group(2) is not None else found.group(3)
+            if field == "name":
+                value = self.full_name(value)[0]
+            if "'" in value:
+                raise invalid(f"Invalid {field} {value!r} in the filter.")
+            filter_string = f"{field} = '{value}'"
         page = self._call(
             "search_model_versions",
             filter_string=filter_string or "name LIKE '%.%.%'",
