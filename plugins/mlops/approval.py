@@ -130,10 +130,13 @@ class ReleaseApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        result = super().execute_complete(context=context, event=event)
-        chosen = result["chosen_options"][0]
-        user = _user_id(result["responded_by_user"])
-        at = result["responded_at"]
+        if "error" in event:  # timed out or the trigger failed: the provider raises, nothing recorded
+            return super().execute_complete(context=context, event=event)
+        # Recorded before the provider handles the answer: on "Reject" it skips the downstream
+        # tasks by raising, so nothing after it would run.
+        chosen = event["chosen_options"][0]
+        user = _user_id(event["responded_by_user"])
+        at = event["responded_at"]
         at = at.isoformat(timespec="seconds") if isinstance(at, datetime) else str(at)
         if chosen == self.APPROVE and self.separation_of_duties:
             trained_by = self._trained_by()
@@ -162,4 +165,4 @@ class ReleaseApprovalOperator(ApprovalOperator):
                 self.version,
                 self.model_name,
             )
-        return {**result, "decision": decision, "version": str(self.version)}
+        return super().execute_complete(context=context, event=event)
