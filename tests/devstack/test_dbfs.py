@@ -139,3 +139,16 @@ def test_add_block_over_one_megabyte_is_refused(dbfs_workspace, w):
 def test_sdk_raises_not_found_for_missing_files(w):
     with pytest.raises(NotFound, match="/tmp/missing.txt"):
         w.dbfs.get_status("/tmp/missing.txt")
+
+
+def test_put_as_multipart_form_takes_the_file_part_raw(dbfs_workspace, w):
+    # The DBFS reference allows put as multipart/form-data (contents as a file part), not only JSON.
+    response = requests.post(
+        f"{dbfs_workspace.url}/api/2.0/dbfs/put",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        data={"path": "/tmp/form.bin", "overwrite": "true"},
+        files={"contents": ("form.bin", b"\x00\x01raw bytes")},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert base64.b64decode(w.dbfs.read("/tmp/form.bin").data) == b"\x00\x01raw bytes"

@@ -167,3 +167,17 @@ def test_sdk_dbutils_fs_on_volumes_probes_files_and_directories(w):
     w.dbutils.fs.rm(f"{VOLUME}/dbutils", recurse=True)
     with pytest.raises(NotFound):
         w.files.get_directory_metadata(f"{VOLUME}/dbutils")
+
+
+def test_model_version_storage_is_served_under_models_paths(w, files_workspace):
+    # The registry keeps a version's files in the metastore; clients list and fetch them as /Models/...
+    from devstack.workspace.unity_catalog.backend import Metastore
+
+    metastore = Metastore(files_workspace.metastore_dir)
+    (metastore.model_storage_dir("files_cat", "ml", "diabetes", 1) / "MLmodel").write_text("flavors: {}\n")
+    metastore.close()
+    entries = list(w.files.list_directory_contents("/Models/files_cat/ml/diabetes/1"))
+    assert [(e.name, e.path) for e in entries] == [("MLmodel", "/Models/files_cat/ml/diabetes/1/MLmodel")]
+    assert w.files.download("/Models/files_cat/ml/diabetes/1/MLmodel").contents.read() == b"flavors: {}\n"
+    with pytest.raises(NotFound, match="SCHEMA_DOES_NOT_EXIST|Schema 'files_cat.nope'"):
+        list(w.files.list_directory_contents("/Models/files_cat/nope/diabetes/1"))
