@@ -166,3 +166,36 @@ def test_volume_paths_need_an_existing_volume_when_a_metastore_is_set(tmp_path):
     with pytest.raises(FileNotFoundError, match="dev.ml.other"):
         storage.to_local("/Volumes/dev/ml/other/a.csv")
     metastore.close()
+
+
+FUSE_SCRIPT = """
+import os, shutil, sys
+from pathlib import Path
+from devstack.workspace.runtime import fuse
+from devstack.workspace.runtime.fs import StorageMap
+fuse.install(StorageMap(Path(sys.argv[1])))
+os.makedirs("/dbfs/tmp/a/b", exist_ok=True)
+Path("/dbfs/tmp/a/b/x.txt").write_text("x")
+os.rename(src="/dbfs/tmp/a/b/x.txt", dst="/dbfs/tmp/a/b/y.txt")
+shutil.copy("/dbfs/tmp/a/b/y.txt", "/dbfs/tmp/a/z.txt")
+assert os.listdir() is not None  # no path: the working directory, untouched
+print(sorted(os.listdir("/dbfs/tmp/a")), open("/dbfs/tmp/a/z.txt").read(), os.path.isdir("/dbfs/tmp/a/b"))
+"""
+
+
+def test_fuse_paths_cover_os_pathlib_and_shutil(tmp_path):
+    import subprocess
+    import sys
+
+    # In a child process: the shim patches the interpreter for good, as it does in a driver.
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", FUSE_SCRIPT, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['b', 'z.txt'] x True"
+    assert (tmp_path / "dbfs" / "tmp" / "a" / "b" / "y.txt").read_text() == "x"

@@ -55,8 +55,13 @@ def map_path(value: Any, storage: StorageMap | None = None) -> Any:
 
 def _first(func: Callable) -> Callable:
     @functools.wraps(func)
-    def wrapper(path, *args, **kwargs):
-        return func(map_path(path), *args, **kwargs)
+    def wrapper(*args, **kwargs):  # os.listdir() and os.scandir() may come without a path
+        if args:
+            args = (map_path(args[0]), *args[1:])
+        for key in ("path", "file"):
+            if key in kwargs:
+                kwargs[key] = map_path(kwargs[key])
+        return func(*args, **kwargs)
 
     wrapper._devstack_fuse = True
     return wrapper
@@ -64,8 +69,12 @@ def _first(func: Callable) -> Callable:
 
 def _both(func: Callable) -> Callable:
     @functools.wraps(func)
-    def wrapper(src, dst, *args, **kwargs):
-        return func(map_path(src), map_path(dst), *args, **kwargs)
+    def wrapper(*args, **kwargs):
+        args = tuple(map_path(a) if i < 2 else a for i, a in enumerate(args))
+        for key in ("src", "dst"):
+            if key in kwargs:
+                kwargs[key] = map_path(kwargs[key])
+        return func(*args, **kwargs)
 
     wrapper._devstack_fuse = True
     return wrapper
@@ -122,6 +131,8 @@ def install(storage: StorageMap) -> None:
     """Map ``/Volumes`` and ``/dbfs`` paths for the rest of this (driver) process."""
     global _installed
     _installed = storage
+    # The mount points exist on Databricks: os.makedirs("/dbfs/x/y") must find its root.
+    storage.to_local("/dbfs").mkdir(parents=True, exist_ok=True)
     if getattr(builtins.open, "_devstack_fuse", False):
         return
     patched_open = _first(builtins.open)
