@@ -131,6 +131,33 @@ def test_experiment_names_are_workspace_paths(databricks_mlflow, folder):
     assert found[0].artifact_location == f"dbfs:/databricks/mlflow-tracking/{experiment_id}"
 
 
+def test_experiments_show_in_the_workspace_tree(databricks_mlflow, api, folder):
+    client = databricks_mlflow.MlflowClient()
+
+    def listed() -> dict[str, str]:
+        objects = api.ok("GET", f"2.0/workspace/list?path={folder}").get("objects", [])
+        return {o["path"]: o["object_type"] for o in objects}
+
+    experiment_id = client.create_experiment(f"{folder}/training")
+    assert listed() == {f"{folder}/training": "MLFLOW_EXPERIMENT"}
+    client.rename_experiment(experiment_id, f"{folder}/training-v2")
+    assert listed() == {f"{folder}/training-v2": "MLFLOW_EXPERIMENT"}
+    client.delete_experiment(experiment_id)
+    assert listed() == {}
+    client.restore_experiment(experiment_id)
+    assert listed() == {f"{folder}/training-v2": "MLFLOW_EXPERIMENT"}
+
+    # A notebook already at the path: the experiment cannot take it.
+    api.ok(
+        "POST",
+        "2.0/workspace/import",
+        {"path": f"{folder}/nb", "format": "SOURCE", "language": "PYTHON", "content": ""},
+    )
+    taken = api.call("POST", "2.0/mlflow/experiments/create", {"name": f"{folder}/nb"})
+    assert taken.status_code == 400 and taken.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    assert "notebook already exists" in taken.json()["message"]
+
+
 def test_unknown_experiment_and_run_are_resource_does_not_exist(databricks_mlflow, api):
     from mlflow.exceptions import MlflowException
 

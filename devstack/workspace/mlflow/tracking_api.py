@@ -108,7 +108,28 @@ def register(router, ctx: WorkspaceContext) -> None:
 
     def folder_type(path: str) -> str | None:
         entry = tree.lookup(path) if tree is not None else None
-        return None if entry is None else entry.object_type
+        if entry is None:
+            return None
+        # Databricks keeps experiments out of Git folders.
+        return "REPO" if entry.repo_id is not None else entry.object_type
+
+    # Experiments show in the workspace tree, as on Databricks (object type MLFLOW_EXPERIMENT).
+    def record_experiment(path: str, experiment_id: str) -> None:
+        if tree is None:
+            return
+        try:
+            tree.put(path, "MLFLOW_EXPERIMENT", str(experiment_id).encode(), None, True)
+        except ApiError as exc:  # e.g. its folder was deleted meanwhile: the experiment stands
+            log.warning("experiment %s (%s) not shown in the workspace tree: %s", path, experiment_id, exc)
+
+    def forget_experiment(path: str) -> None:
+        entry = tree.lookup(path) if tree is not None else None
+        if entry is not None and entry.object_type == "MLFLOW_EXPERIMENT":
+            tree.delete(path, False)
+
+    def experiment(experiment_id: Any) -> dict[str, Any]:
+        query = {"experiment_id": str(experiment_id or "")}
+        return backend.forward("GET", "/api/2.0/mlflow/experiments/get", query, None)["experiment"]
 
     backend = TrackingBackend(MlflowServer(ctx.mlflow_tracking_uri), ctx.name, folder_type, ArtifactSigner())
     ctx.services["mlflow_tracking"] = backend
@@ -147,11 +168,31 @@ def register(router, ctx: WorkspaceContext) -> None:
         tags = [t for t in request.body.get("tags") or [] if t.get("key") != WORKSPACE_TAG]
         body = {**request.body, "name": name, "tags": [*tags, {"key": WORKSPACE_TAG, "value": ctx.name}]}
         body.pop("artifact_location", None)
-        return backend.forward("POST", request.path, None, body)
+        created = backend.forward("POST", request.path, None, body)
+        record_experiment(name, created["experiment_id"])
+        return created
 
-    def update_experiment(request: Request) -> None:
-        if request.body.get("new_name") is not None:
-            request.body["new_name"] = backend.experiment_name(request.body["new_name"], "new_name")
+    def update_experiment(request: Request) -> dict[str, Any]:
+        if request.body.get("new_name") is None:
+            return backend.forward("POST", request.path, None, request.body)
+        new_name = backend.experiment_name(request.body["new_name"], "new_name")
+        old = experiment(request.body.get("experiment_id"))
+        answer = backend.forward("POST", request.path, None, {**request.body, "new_name": new_name})
+        forget_experiment(old["name"])
+        record_experiment(new_name, old["experiment_id"])
+        return answer
+
+    def delete_experiment(request: Request) -> dict[str, Any]:
+        old = experiment(request.body.get("experiment_id"))
+        answer = backend.forward("POST", request.path, None, request.body)
+        forget_experiment(old["name"])
+        return answer
+
+    def restore_experiment(request: Request) -> dict[str, Any]:
+        answer = backend.forward("POST", request.path, None, request.body)
+        restored = experiment(request.body.get("experiment_id"))
+        record_experiment(restored["name"], restored["experiment_id"])
+        return answer
 
     def get_by_name(request: Request) -> None:
         name = request.get("experiment_name", str)
@@ -169,15 +210,17 @@ def register(router, ctx: WorkspaceContext) -> None:
         experiment_id, _ = backend.logged_model_root(model_id)
         rendered["root_uri"] = logged_model_artifact_uri(experiment_id, model_id)
 
-    before = {
-        service_pb2.UpdateExperiment: update_experiment,
-        service_pb2.GetExperimentByName: get_by_name,
-    }
+    before = {service_pb2.GetExperimentByName: get_by_name}
     after = {
         service_pb2.ListArtifacts: list_artifacts_root,
         service_pb2.ListLoggedModelArtifacts: list_model_artifacts_root,
     }
-    replaced = {service_pb2.CreateExperiment: create_experiment}
+    replaced = {
+        service_pb2.CreateExperiment: create_experiment,
+        service_pb2.UpdateExperiment: update_experiment,
+        service_pb2.DeleteExperiment: delete_experiment,
+        service_pb2.RestoreExperiment: restore_experiment,
+    }
 
     def make_handler(request_class: type[Message]):
         response_class = getattr(request_class, "Response", None)
@@ -216,10 +259,9 @@ def register(router, ctx: WorkspaceContext) -> None:
 
 def _register_artifact_credentials(router, ctx: WorkspaceContext, backend: TrackingBackend, call) -> None:
     def base_url(request: Request) -> str:
-        # The client reached us at this Host: the signed URL must be reachable the same way.
-        scheme = ctx.base_url.split("://", 1)[0]
+        # The client reached us at this scheme and Host: the signed URL must be reachable alike.
         host = request.headers.get("host") or ctx.base_url.split("://", 1)[1]
-        return f"{scheme}://{host}"
+        return f"{request.scheme}://{host}"
 
     def credential(request: Request, server_root: str, relative: str, permission: str):
         info = artifacts_pb2.ArtifactCredentialInfo(
