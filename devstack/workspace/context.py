@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,11 @@ class WorkspaceContext:
     # and the Azure storage accounts abfss:// paths map to (account name -> local directory).
     metastore: Any = None
     storage_accounts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def workspace_id(self) -> str:
+        """The workspace's numeric id, stable for its name (Databricks' org id)."""
+        return str(zlib.crc32(self.name.encode()) % 10**15 or 1)
 
     @property
     def base_url(self) -> str:

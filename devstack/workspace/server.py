@@ -216,6 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None
             )
             self.send_header("Content-Type", content_type)
+            # Databricks names the workspace in every answer; MLflow's UC client records it as the
+            # source run's workspace (run_tracking_server_id).
+            self.send_header("X-Databricks-Org-Id", self.server.ctx.workspace_id)
             if "Content-Length" not in (headers or {}):  # a HEAD answer may state the file's size
                 self.send_header("Content-Length", str(len(body)))
             for key, value in (headers or {}).items():

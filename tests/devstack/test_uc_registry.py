@@ -39,6 +39,8 @@ def uc(tmp_path_factory, mlflow_server):
     )
     config = root / "databrickscfg"
     config.write_text(
+        # DEFAULT is dev: the plain "databricks" / "databricks-uc" URIs (no profile) reach it.
+        f"[DEFAULT]\nhost = {dev.url}\ntoken = {TOKEN}\n\n"
         f"[dev]\nhost = {dev.url}\ntoken = {TOKEN}\n\n[prod]\nhost = {prod.url}\ntoken = {TOKEN}\n"
     )
     yield SimpleNamespace(dev=dev, prod=prod, config=config, mlflow=mlflow_server)
@@ -51,6 +53,7 @@ def clients(uc, monkeypatch):
     """MLflow clients on registry databricks-uc://dev and ://prod; tracking on the MLflow server."""
     import mlflow
 
+    previous = mlflow.get_tracking_uri()
     for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(uc.config))
@@ -61,6 +64,7 @@ def clients(uc, monkeypatch):
         prod=mlflow.MlflowClient(tracking_uri=uc.mlflow.url, registry_uri="databricks-uc://prod"),
     )
     mlflow.set_registry_uri(None)
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +330,36 @@ def test_version_search_takes_unity_catalogs_filters_only(uc, clients, data):
     with pytest.raises(MlflowException, match="one condition") as info:
         clients.prod.search_model_versions("tags.validated = 'true'")
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_the_databricks_road_log_through_the_workspace_register_and_load_from_prod(uc, clients, data):
+    """Tracking ``databricks`` and registry ``databricks-uc``, as notebooks on Azure use them."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    x, y = data
+    model = LinearRegression().fit(x, y)
+    mlflow.set_tracking_uri("databricks")  # DEFAULT profile: the dev workspace
+    mlflow.set_registry_uri("databricks-uc")
+    experiment = mlflow.MlflowClient().create_experiment("/Shared/uc-registry-test")
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x, model.predict(x)),
+            registered_model_name="dev.ml.tracked",
+        )
+    mv = clients.dev.get_model_version("dev.ml.tracked", info.registered_model_version)
+    assert (mv.status, mv.model_id, mv.source) == ("READY", info.model_id, info.model_uri)
+    # The source run's workspace is recorded, from the X-Databricks-Org-Id the workspace answers.
+    raw = _call(
+        uc.prod, "GET", f"{UC}/model-versions/get", params={"name": "dev.ml.tracked", "version": mv.version}
+    )
+    org_id = _call(uc.dev, "GET", "/api/2.0/preview/scim/v2/Me").headers["X-Databricks-Org-Id"]
+    assert raw.json()["model_version"]["run_tracking_server_id"] == org_id
+
+    clients.dev.set_registered_model_alias("dev.ml.tracked", "challenger", mv.version)
+    mlflow.set_registry_uri("databricks-uc://prod")
+    loaded = mlflow.pyfunc.load_model("models:/dev.ml.tracked@challenger")
+    assert loaded.predict(x).tolist() == pytest.approx(model.predict(x).tolist())
