@@ -129,8 +129,8 @@ class UcModelRegistry:
         """``(full_name, catalog, schema, model)`` of a UC model name whose schema exists.
 
         A name with fewer levels gets the wording MLflow's client turns into its "use the
-        workspace registry" hint (it matches "specify all three levels"; the message itself is
-        the one Databricks answers, as quoted in mlflow/mlflow issue #13833).
+        workspace registry" hint (it matches "specify all three levels"); the message follows
+        Databricks' answer as users report it (mlflow/mlflow issue #13833).
         """
         parts = (name or "").split(".")
         if len(parts) != 3 or not all(parts):
