@@ -312,3 +312,32 @@ def test_notebook_without_mlflow_settings_logs_through_its_workspace(
     local = server_client.download_artifacts(result["run_id"], "out/hello.txt")
     with open(local) as f:
         assert f.read() == "from a notebook"
+
+
+def test_profile_uri_and_home_folder_experiment(workspace, api, tmp_path, monkeypatch):
+    """``databricks://<profile>`` from a config file, an experiment in the caller's home folder."""
+    import mlflow
+
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "databrickscfg"
+    profile = f"host = {workspace.url}\ntoken = {workspace.token}\n"
+    # MLflow 3.17's databricks artifact repositories build a default WorkspaceClient() whatever the
+    # profile (mlflow/store/artifact/databricks_sdk_artifact_repo.py), as against real Databricks:
+    # without a DEFAULT profile (or DATABRICKS_HOST/TOKEN) a databricks://<profile> client cannot
+    # log artifacts at all.
+    config.write_text(f"[devws]\n{profile}\n[DEFAULT]\n{profile}")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    me = api.ok("GET", "2.0/preview/scim/v2/Me")["userName"]
+
+    client = mlflow.MlflowClient(tracking_uri="databricks://devws")
+    experiment_id = client.create_experiment(f"/Users/{me}/profile-{uuid.uuid4().hex[:6]}")
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "via", "profile")
+    client.log_text(run.info.run_id, "profile text", "notes.txt")
+    client.set_terminated(run.info.run_id)
+
+    assert client.get_run(run.info.run_id).data.params == {"via": "profile"}
+    local = client.download_artifacts(run.info.run_id, "notes.txt", str(tmp_path))
+    with open(local) as f:
+        assert f.read() == "profile text"
