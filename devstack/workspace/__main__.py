@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=DIR",
         help="map abfss://<container>@NAME.dfs.core.windows.net/<path> to DIR/<container>/<path> (repeatable)",
     )
+    parser.add_argument(
+        "--serving-idle-seconds",
+        type=float,
+        default=1800.0,
+        help="Model Serving: idle seconds before a scale-to-zero served entity stops (cold start next)",
+    )
     _add_signin_args(parser)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         azure_resource_id=args.azure_resource_id,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        serving_idle_seconds=args.serving_idle_seconds,
     )
     _attach_storage(ctx, args)
     server = serve(ctx)

@@ -45,6 +45,8 @@ class WorkspaceContext:
     # and the Azure storage accounts abfss:// paths map to (account name -> local directory).
     metastore: Any = None
     storage_accounts: dict[str, Path] = field(default_factory=dict)
+    # Model Serving: idle seconds after which a scale-to-zero served entity is stopped.
+    serving_idle_seconds: float = 1800.0
 
     @property
     def workspace_id(self) -> str:

@@ -42,6 +42,7 @@ API_MODULES = (
     "files.dbfs_api",
     "mlflow.uc_registry_api",
     "mlflow.tracking_api",
+    "serving.api",  # after mlflow.uc_registry_api: endpoints serve its model versions
 )
 
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.

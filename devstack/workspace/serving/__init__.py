@@ -1,0 +1,1 @@
+"""Model Serving: endpoints whose served entities are Unity Catalog model versions."""
