@@ -60,7 +60,7 @@ def server_client(mlflow_server):
 
 
 def test_run_params_metrics_tags_and_model_land_on_the_mlflow_server(
-    databricks_mlflow, server_client, folder
+    databricks_mlflow, server_client, folder, api
 ):
     import numpy as np
     from sklearn.linear_model import LinearRegression
@@ -98,6 +98,8 @@ def test_run_params_metrics_tags_and_model_land_on_the_mlflow_server(
     assert on_server.data.metrics == {"rmse": 1.5}
     assert on_server.data.tags["data_date"] == "2026-11-29"
     assert on_server.info.status == "FINISHED"
+    me = api.ok("GET", "2.0/preview/scim/v2/Me")["userName"]
+    assert on_server.info.user_id == me  # the signed-in caller, as Databricks records it
     assert {f.path for f in server_client.list_artifacts(run_id)} >= {"notes"}
     server_model = server_client.get_logged_model(logged.model_id)
     assert server_model.source_run_id == run_id and server_model.status == "READY"

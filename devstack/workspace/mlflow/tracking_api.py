@@ -210,7 +210,12 @@ def register(router, ctx: WorkspaceContext) -> None:
         experiment_id, _ = backend.logged_model_root(model_id)
         rendered["root_uri"] = logged_model_artifact_uri(experiment_id, model_id)
 
-    before = {service_pb2.GetExperimentByName: get_by_name}
+    def run_owner(request: Request) -> None:
+        # Databricks records the signed-in caller as the run's user, not what the client claims.
+        if request.principal is not None:
+            request.body["user_id"] = request.principal.name
+
+    before = {service_pb2.GetExperimentByName: get_by_name, service_pb2.CreateRun: run_owner}
     after = {
         service_pb2.ListArtifacts: list_artifacts_root,
         service_pb2.ListLoggedModelArtifacts: list_model_artifacts_root,
