@@ -32,8 +32,14 @@ SPARK_VERSIONS = [
 ]
 
 
-# Lifetime of the token a cluster's notebooks get: a job cluster lives as long as its run.
-DRIVER_TOKEN_TTL_SECONDS = 8 * 3600
+# Lifetime of the short-lived tokens notebooks get (one per cluster, and one per task run).
+RUN_TOKEN_TTL_SECONDS = 8 * 3600
+
+
+def run_token(ctx: WorkspaceContext) -> str:
+    """A short-lived token of the workspace's admin (who submits the runs here), never its PAT."""
+    iam = ctx.services.get("iam")
+    return iam.issue_token(iam.admin, RUN_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
 
 
 def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
@@ -41,17 +47,14 @@ def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
 
     MLflow talks to this workspace (tracking URI ``databricks``, registry ``databricks-uc``),
     never past it to the devstack's MLflow server; databricks-sdk and MLflow find the workspace
-    and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. The token is a short-lived one
-    issued to the cluster (the workspace's admin, who submits the runs here), never the
-    workspace's personal access token.
+    and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. Each task run then gets its own
+    token in its environment overlay (:func:`run_token`), as Databricks gives each run one.
     """
-    iam = ctx.services.get("iam")
-    token = iam.issue_token(iam.admin, DRIVER_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
     return {
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",
         "DATABRICKS_HOST": ctx.base_url,
-        "DATABRICKS_TOKEN": token,
+        "DATABRICKS_TOKEN": run_token(ctx),
     }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.workspace.api import ApiError, invalid, not_found
-from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id
+from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id, run_token
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.store import dumps, loads
 
@@ -694,7 +694,8 @@ class RunManager:
             "run_id": task.run_id,
             "job_run_id": parent.run_id,
             "task_key": task.task_key,
-            "env": {},
+            # The run's own short-lived credentials (os.environ of this execution only).
+            "env": {"DATABRICKS_TOKEN": run_token(self.ctx)},
             "git_root": None,
             "notebook_path": None,
             "python_file": None,

@@ -259,6 +259,8 @@ dbutils.notebook.exit(json.dumps({{
     "has_token": bool(os.environ.get("DATABRICKS_TOKEN")),
     "token_is_the_pat": hashlib.sha256(os.environ["DATABRICKS_TOKEN"].encode()).hexdigest()
     == dbutils.widgets.get("pat_sha256"),
+    "context_token_is_the_run_token": dbutils.notebook.entry_point.getDbutils().notebook().getContext()
+    .apiToken().get() == os.environ["DATABRICKS_TOKEN"],
 }}))
 """
 
@@ -305,6 +307,7 @@ def test_notebook_without_mlflow_settings_logs_through_its_workspace(
     assert result["tracking_uri"] == "databricks" and result["registry_uri"] == "databricks-uc"
     assert result["env"]["DATABRICKS_HOST"] == workspace.url and result["has_token"]
     assert not result["token_is_the_pat"], "notebooks get a short-lived token, not the workspace's PAT"
+    assert result["context_token_is_the_run_token"]
     assert not any(mlflow_server.url in (value or "") for value in result["env"].values())
     assert result["artifact_uri"].startswith("dbfs:/databricks/mlflow-tracking/")
 

@@ -239,7 +239,9 @@ class NotebookRun:
         info = {key: task.get(key) for key in ("job_id", "run_id", "job_run_id", "task_key")}
         info["cluster_id"] = config.cluster_id
         info["notebook_path"] = self.ref.path
-        return NotebookContext(info, config.workspace_url, config.token)
+        # apiToken is the run's own short-lived token where the workspace issued one.
+        token = (task.get("env") or {}).get("DATABRICKS_TOKEN") or config.token
+        return NotebookContext(info, config.workspace_url, token)
 
     def run(self) -> None:
         if self.ref.source == "GIT" and self.ref.git_root:
