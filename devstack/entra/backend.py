@@ -180,6 +180,34 @@ class Directory:
             self._save()
         return Credentials(client_id, secret, self.tenant_id, display_name, object_id)
 
+    def add_service_principal(self, client_id: str, secret: str, display_name: str) -> Credentials:
+        """The application ``client_id`` with ``secret`` among its client secrets, created if missing.
+
+        Entra assigns both values itself; set-up code that must know them in advance (the compose
+        stack's static connections) calls this in-process. The HTTP face offers no such thing.
+        Repeating the call changes nothing.
+        """
+        try:
+            client_id = str(uuid.UUID(client_id))
+        except ValueError:
+            raise ValueError(
+                f"client id {client_id!r} is not a GUID: Entra application (client) ids are GUIDs."
+            ) from None
+        if len(secret) < 16 or any(c.isspace() for c in secret):
+            raise ValueError(
+                f"the client secret of {client_id} must be at least 16 characters without spaces."
+            )
+        with self._lock:
+            self._load()
+            app = self._data["applications"].setdefault(
+                client_id,
+                {"display_name": display_name, "object_id": str(uuid.uuid4()), "secret_digests": []},
+            )
+            if _digest(secret) not in app["secret_digests"]:
+                app["secret_digests"].append(_digest(secret))
+            self._save()
+        return Credentials(client_id, secret, self.tenant_id, app["display_name"], app["object_id"])
+
     def create_managed_identity(self, display_name: str) -> Credentials:
         """A user-assigned managed identity; its ``secret`` is the IDENTITY_HEADER of its host."""
         header = secrets.token_hex(16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -37,9 +38,10 @@ def test_one_shots_gate_every_airflow_component():
         for one_shot in ONE_SHOTS:
             assert depends[one_shot]["condition"] == "service_completed_successfully", (name, one_shot)
         assert depends["postgres"]["condition"] == "service_healthy", name
-    assert SERVICES["devstack-init"]["depends_on"].keys() == {
-        f"workspace-{n}" for n in ("dev", "staging", "prod")
-    }
+    # devstack-init registers the principals in Entra and in every workspace: all must answer first.
+    depends = SERVICES["devstack-init"]["depends_on"]
+    assert depends.keys() == {"entra", *(f"workspace-{n}" for n in ("dev", "staging", "prod"))}
+    assert {d["condition"] for d in depends.values()} == {"service_healthy"}
 
 
 def test_airflow_runs_on_an_image_built_from_the_official_one():
@@ -70,8 +72,6 @@ def test_airflow_connections_are_the_ones_devstack_up_writes_for_these_services(
 
 
 def test_connection_ids_match_the_ones_the_dags_use():
-    import json
-
     from include.config import load_config
 
     config = load_config(overlay="")
@@ -80,13 +80,82 @@ def test_connection_ids_match_the_ones_the_dags_use():
     env = SERVICES["airflow-apiserver"]["environment"]
     defined = {k.removeprefix("AIRFLOW_CONN_").lower() for k in env if k.startswith("AIRFLOW_CONN_")}
     assert defined == used
+
+
+def test_airflow_signs_in_as_the_service_principals_that_init_registers():
+    from devstack import compose
+
+    env = SERVICES["airflow-scheduler"]["environment"]
+    init_env = SERVICES["devstack-init"]["environment"]
     for name in ("dev", "staging", "prod"):
         conn = json.loads(_interpolate_defaults(env[f"AIRFLOW_CONN_DATABRICKS_{name.upper()}"]))
+        # Production's shape: a service principal with OAuth M2M, the port riding in the host
+        # (the provider fetches its token from https://{host}/oidc/v1/token).
+        assert conn["extra"] == {"service_principal_oauth": True} and "schema" not in conn
+        assert conn["host"] == f"workspace-{name}:8000"
+        assert "--port 8000" in SERVICES[f"workspace-{name}"]["command"]
+        # The one-shot registers exactly the client id and OAuth secret Airflow signs in with.
+        for variable, used in (
+            (compose.sp_client_id(name), conn["login"]),
+            (compose.sp_oauth_secret(name), conn["password"]),
+        ):
+            assert _interpolate_defaults(init_env[variable.name]) == used == variable.default, variable
+        assert compose.sp_entra_secret(name).name in init_env
+        # ...and logs in as the workspace's admin with the token the workspace was started with.
+        token = _interpolate_defaults(init_env[compose.token(name).name])
+        assert f"--token {token}" in _interpolate_defaults(SERVICES[f"workspace-{name}"]["command"])
+    assert init_env[compose.TENANT_ID.name] == str(compose.TENANT_ID)
+    command = SERVICES["devstack-init"]["command"]
+    assert command.startswith("python -m devstack.compose init")
+    for flag in ("--lake /lake", "--tls-dir /tls", "--entra-dir /entra", "--entra-url https://entra:8400"):
+        assert flag in command
+    assert {"lake:/lake", "tls:/tls", "entra:/entra"} <= set(SERVICES["devstack-init"]["volumes"])
+
+
+def test_workspaces_speak_tls_and_trust_the_entra_stand_in():
+    from devstack import compose
+
+    entra = SERVICES["entra"]
+    assert f"--tenant-id {compose.TENANT_ID}" in entra["command"]
+    assert "--port 8400" in entra["command"] and "--tls-dir /tls --tls-name entra" in entra["command"]
+    assert {"entra:/entra", "tls:/tls"} <= set(entra["volumes"])
+    assert "https://localhost:8400/health" in entra["healthcheck"]["test"]
+    for name in ("dev", "staging", "prod"):
         service = SERVICES[f"workspace-{name}"]
-        # The token Airflow sends is the one the workspace was started with.
-        assert f"--token {conn['password']}" in _interpolate_defaults(service["command"])
-        assert (conn["host"], conn["port"]) == (f"workspace-{name}", 8000)
-        assert "--port 8000" in service["command"]
+        # Certificate from the CA on the tls volume, for the name Airflow calls; Entra tokens of
+        # the stand-in's tenant; the same flags `devstack up` gives its workspaces.
+        assert compose.workspace_signin_args(name) in service["command"]
+        assert f"--tls-name workspace-{name}" in service["command"]
+        assert "tls:/tls:ro" in service["volumes"]
+        assert service["depends_on"]["entra"]["condition"] == "service_healthy"
+        # The health check goes over TLS, trusting the devstack CA only.
+        test = service["healthcheck"]["test"]
+        assert "https://localhost:8000/api/2.0/clusters/list" in test
+        assert test[test.index("--cacert") + 1] == "/tls/ca.pem"
+
+
+def test_airflow_trusts_the_ca_bundle_on_the_tls_volume():
+    from devstack import compose
+
+    for name in (*AIRFLOW, "airflow-init"):
+        env = SERVICES[name]["environment"]
+        assert env["REQUESTS_CA_BUNDLE"] == env["SSL_CERT_FILE"] == compose.CA_BUNDLE, name
+        assert "tls:/tls:ro" in SERVICES[name]["volumes"], name
+    assert compose.CA_BUNDLE.startswith("/tls/")
+    assert "tls" in COMPOSE["volumes"]
+
+
+def test_workspaces_share_one_metastore_and_the_configs_storage_accounts():
+    from devstack import lake
+    from devstack.compose import workspace_storage_args
+
+    args = workspace_storage_args()
+    accounts = lake.storage_accounts(lake.base_config())
+    assert accounts and all(f"--storage-account {a}=/lake/{a}" in args for a in accounts)
+    for name in ("dev", "staging", "prod"):
+        command = SERVICES[f"workspace-{name}"]["command"]
+        assert args in command and command.count("--metastore-dir") == 1
+        assert "--metastore-dir /lake/metastore" in command
 
 
 def test_login_is_the_simple_auth_manager_with_a_named_local_default():

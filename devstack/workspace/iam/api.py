@@ -24,7 +24,14 @@ from urllib.parse import parse_qs
 
 from devstack.workspace.api import Request, Response, Router, invalid
 from devstack.workspace.context import WorkspaceContext
-from devstack.workspace.iam.backend import EntraTrust, Identities, OAuthError, Principal, ScimError
+from devstack.workspace.iam.backend import (
+    EntraTrust,
+    Identities,
+    OAuthError,
+    Principal,
+    ScimError,
+    denied,
+)
 
 SCIM = "preview/scim/v2"
 LIST_SCHEMA = ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
@@ -208,17 +215,34 @@ def register(router: Router, ctx: WorkspaceContext) -> None:
 
     secrets_path = "accounts/servicePrincipals/{sp}/credentials/secrets"
 
-    def secret_create(request: Request) -> dict[str, Any]:
+    def lifetime_seconds(request: Request) -> int | None:
         lifetime = request.get("lifetime", str)
-        seconds = None
-        if lifetime:
-            text = lifetime.rstrip("s")
-            if not text.isdigit() or int(text) <= 0:
-                raise invalid(
-                    f"Invalid value for field lifetime: {lifetime!r}; give seconds such as '3600s'."
-                )
-            seconds = int(text)
-        return identities.create_secret(request.path_params["sp"], seconds)
+        if not lifetime:
+            return None
+        text = lifetime.rstrip("s")
+        if not text.isdigit() or int(text) <= 0:
+            raise invalid(f"Invalid value for field lifetime: {lifetime!r}; give seconds such as '3600s'.")
+        return int(text)
+
+    def secret_create(request: Request) -> dict[str, Any]:
+        return identities.create_secret(request.path_params["sp"], lifetime_seconds(request))
+
+    def secret_register(request: Request) -> dict[str, Any]:
+        """Devstack only: an OAuth secret of a value chosen in advance (compose's static connections).
+
+        Databricks makes every secret value up itself, so no client of the real API sends one;
+        only the workspace admin (its personal access token) may. The value is not echoed.
+        """
+        if request.principal is None or request.principal.id != identities.admin.id:
+            raise denied(
+                "Only the workspace admin (the workspace's personal access token) may register an OAuth "
+                "secret of a chosen value; other callers create one with POST /api/2.0/" + secrets_path + "."
+            )
+        info = identities.create_secret(
+            request.path_params["sp"], lifetime_seconds(request), secret=request.require("secret", str)
+        )
+        info.pop("secret")
+        return info
 
     def secret_list(request: Request) -> dict[str, Any]:
         return {"secrets": identities.list_secrets(request.path_params["sp"])}
@@ -229,3 +253,4 @@ def register(router: Router, ctx: WorkspaceContext) -> None:
     router.add("POST", "2.0", secrets_path, secret_create)
     router.add("GET", "2.0", secrets_path, secret_list)
     router.add("DELETE", "2.0", secrets_path + "/{secret}", secret_delete)
+    router.add("POST", "2.0", "devstack/service-principals/{sp}/secrets", secret_register)

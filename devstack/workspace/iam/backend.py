@@ -587,10 +587,31 @@ class Identities:
             )
         return row
 
-    def create_secret(self, sp_id: str, lifetime_seconds: int | None = None) -> dict[str, Any]:
-        """A new OAuth secret of a service principal (the value is answered once, kept as a digest)."""
+    def create_secret(
+        self, sp_id: str, lifetime_seconds: int | None = None, *, secret: str | None = None
+    ) -> dict[str, Any]:
+        """A new OAuth secret of a service principal (the value is answered once, kept as a digest).
+
+        ``secret`` is for set-up code that must know the value in advance (the compose stack's
+        static connections): the workspace makes the value up on Databricks. Giving the same value
+        again answers the secret already kept instead of adding another.
+        """
         self._service_principal_row(sp_id)
-        secret = "dose" + secrets.token_hex(16)
+        if secret is None:
+            secret = "dose" + secrets.token_hex(16)
+        else:
+            if len(secret) < 16 or any(c.isspace() for c in secret):
+                raise ApiError(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    f"The OAuth secret given for service principal {sp_id} must be at least 16 characters "
+                    "without spaces.",
+                )
+            known = self.store.one(
+                "SELECT * FROM iam_sp_secrets WHERE principal_id = ? AND digest = ?", (sp_id, _digest(secret))
+            )
+            if known is not None:
+                return {**self._secret_info(known), "secret": secret}
         now = time.time()
         expire = now + (lifetime_seconds or SECRET_LIFETIME)
         sid = secrets.token_hex(8)
