@@ -82,7 +82,9 @@ def register_versions(stack: ServingStack, model_name: str, coefficients: list[l
             y = x.to_numpy() @ coef + 1.0
             model = LinearRegression().fit(x, y)
             with mlflow.start_run():
-                info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x, model.predict(x)))
+                info = mlflow.sklearn.log_model(
+                    model, name="model", signature=infer_signature(x, model.predict(x))
+                )
             mlflow.register_model(info.model_uri, model_name)
             models.append(model)
     finally:
