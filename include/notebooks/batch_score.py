@@ -12,7 +12,7 @@
 # MAGIC | `output_path` | folder of `date=YYYY-MM-DD` prediction partitions (required) |
 # MAGIC | `date` | the date to score, YYYY-MM-DD, or `latest` (required) |
 # MAGIC | `features`, `id_column` | columns (required) |
-# MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
+# MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
 # MAGIC
 # MAGIC Exits with JSON: date, model_name, model_version, rows_in, rows_out, distinct_ids, output_path.
 

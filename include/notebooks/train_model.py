@@ -11,7 +11,7 @@
 # MAGIC | `model_name` | registry name, e.g. dev.ml.diabetes (required) |
 # MAGIC | `experiment` | MLflow experiment path (required) |
 # MAGIC | `hyperparameters` | JSON, e.g. {"model_type": "ridge", "alpha": 1.0} (required) |
-# MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
+# MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
 # MAGIC | `lineage` | JSON of tags for the run (DAG run, git sha, data date) |
 # MAGIC
 # MAGIC A retried or cleared training of the same DAG run (the `lineage` tags `mlops_dag_id` and

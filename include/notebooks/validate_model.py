@@ -11,7 +11,7 @@
 # MAGIC | `candidate_model_name`, `candidate_version` | the candidate (required) |
 # MAGIC | `champion_model_name`, `champion_alias` | where the champion lives (required) |
 # MAGIC | `experiment` | MLflow experiment for the evaluation run (required) |
-# MAGIC | `registry_uri` | e.g. databricks-uc; empty = the tracking server's registry |
+# MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
 # MAGIC
 # MAGIC Exits with JSON: candidate_version, candidate_metrics, champion_version and
 # MAGIC champion_metrics (null before the first release), evaluation_run_id.
