@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the devstack in the background")
     up.add_argument("--mlflow-port", type=int, default=5500)
     up.add_argument("--workspace-ports", default="8001,8002,8003", help="dev,staging,prod ports")
+    up.add_argument(
+        "--entra-port", type=int, default=None, help="Entra ID stand-in port (default: a free one)"
+    )
     up.add_argument("--sqlite", action="store_true", help="MLflow on SQLite even when PostgreSQL answers")
     up.add_argument(
         "--fault-rate", type=float, default=0.0, help="fraction of workspace API calls answered 429/503"
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             ports = [int(p) for p in args.workspace_ports.split(",")]
             if len(ports) != 3:
                 parser.error("--workspace-ports takes three ports: dev,staging,prod")
+            stack_ports = {"mlflow": args.mlflow_port, "dev": ports[0], "staging": ports[1], "prod": ports[2]}
+            if args.entra_port is not None:
+                stack_ports["entra"] = args.entra_port
             print(f"devstack up (state in {state_dir})")
             if args.with_airflow:
                 from devstack import airflow_stack
@@ -60,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 record = airflow_stack.up(
                     state_dir,
                     port=args.airflow_port,
-                    ports={
-                        "mlflow": args.mlflow_port,
-                        "dev": ports[0],
-                        "staging": ports[1],
-                        "prod": ports[2],
-                    },
+                    ports=stack_ports,
                     use_postgres=False if args.sqlite else None,
                 )
                 print(f"\nAirflow UI  {record['url']}   login {record['user']} / {record['password']}")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             stack.up(
                 state_dir,
-                ports={"mlflow": args.mlflow_port, "dev": ports[0], "staging": ports[1], "prod": ports[2]},
+                ports=stack_ports,
                 use_postgres=False if args.sqlite else None,
                 fault_rate=args.fault_rate,
                 cluster_start_seconds=args.cluster_start_seconds,
