@@ -212,3 +212,16 @@ def test_published_ports_match_the_native_devstack():
                 f"--public-url http://127.0.0.1:${{DEVSTACK_PORT_{name.upper()}:-{port}}}"
                 in service["command"]
             )
+
+
+def test_every_variable_of_the_file_is_a_documented_local_default():
+    text = (ROOT / "docker-compose.yaml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{(\w+):-", text))
+    # ($${X} is the container shell's variable, not compose's.)
+    assert not re.findall(r"(?<!\$)\$\{\w+\}", text), "every variable needs a local default"
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### docker compose") : readme.index("### The lifecycle in the UI")]
+    documented = set()
+    for base, envs in re.findall(r"`(\w+?)_?((?:DEV\|STAGING\|PROD)?)`", section):
+        documented |= {f"{base}_{e}" for e in envs.split("|")} if envs else {base}
+    assert used <= documented, used - documented
