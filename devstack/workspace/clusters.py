@@ -42,6 +42,13 @@ def run_token(ctx: WorkspaceContext) -> str:
     return iam.issue_token(iam.admin, RUN_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
 
 
+def driver_url(ctx: WorkspaceContext) -> str:
+    """Where drivers reach their workspace: they run beside it, so its own address, not the
+    --public-url browsers use (a container's published port does not exist inside it)."""
+    host = "127.0.0.1" if ctx.host in ("", "0.0.0.0", "::") else ctx.host
+    return f"http://{host}:{ctx.port}"
+
+
 def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
     """MLflow and credentials as a Databricks runtime sets them up for notebooks.
 
@@ -53,7 +60,7 @@ def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
     return {
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",
-        "DATABRICKS_HOST": ctx.base_url,
+        "DATABRICKS_HOST": driver_url(ctx),
         "DATABRICKS_TOKEN": run_token(ctx),
     }
 
@@ -172,7 +179,7 @@ class ClusterManager:
             cluster_id,
             cluster_dir=cluster_dir,
             data_dir=self.ctx.data_dir,
-            workspace_url=self.ctx.base_url,
+            workspace_url=driver_url(self.ctx),
             token=self.ctx.token,
             env=env,
             spark_conf={str(k): str(v) for k, v in (spec.get("spark_conf") or {}).items()},

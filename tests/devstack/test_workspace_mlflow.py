@@ -346,3 +346,24 @@ def test_profile_uri_and_home_folder_experiment(workspace, api, tmp_path, monkey
     local = client.download_artifacts(run.info.run_id, "notes.txt", str(tmp_path))
     with open(local) as f:
         assert f.read() == "profile text"
+
+
+def test_notebooks_reach_their_workspace_at_its_own_address_behind_a_published_port(tmp_path):
+    """In docker-compose the workspace listens on 0.0.0.0:8000 and browsers use 127.0.0.1:8001."""
+    from devstack.workspace.clusters import databricks_runtime_env
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    ctx = WorkspaceContext(
+        name="dev",
+        host="0.0.0.0",
+        port=8000,
+        data_dir=tmp_path,
+        token="dapi-x",
+        store=Store(tmp_path / "ws.db"),
+        public_url="http://127.0.0.1:8001",
+    )
+    env = databricks_runtime_env(ctx)
+    assert env["DATABRICKS_HOST"] == "http://127.0.0.1:8000"
+    assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_REGISTRY_URI"]) == ("databricks", "databricks-uc")
+    ctx.store.close()
