@@ -16,6 +16,8 @@ process; a task may talk to two registries). Two narrower mechanisms are used in
   the Databricks SDK, whose only inputs are environment variables or a profile file. There the
   variables are set for one client call under a process-wide lock and restored right after
   (``scoped_env``): never longer than a call, never seen by a concurrent call of this module.
+  MLflow's default tracking and registry URIs are pinned to the workspace the same way
+  (``default_uris``), for the lookups that ignore the client's own URIs.
 """
 
 from __future__ import annotations
@@ -91,6 +93,29 @@ def scoped_env(values: Mapping[str, str] | None) -> Iterator[None]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = old
+
+
+@contextmanager
+def default_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """Make ``tracking_uri``/``registry_uri`` MLflow's process defaults for one call, then restore.
+
+    Some nested lookups ignore the client's URIs and use the defaults: Unity Catalog's
+    ``create_model_version`` downloads a ``models:/<model_id>`` or ``models:/<name>/<version>``
+    source through ``ModelsArtifactRepository``, which builds ``MlflowClient(registry_uri=
+    mlflow.get_registry_uri())`` and reads logged models from ``mlflow.get_tracking_uri()``
+    (mlflow/store/artifact/models_artifact_repo.py). Inside Databricks both defaults already name
+    the workspace; in an Airflow worker they do not. Held under the same lock as ``scoped_env``.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _ENV_LOCK:
+        saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+        tracking_utils._tracking_uri, registry_utils._registry_uri = tracking_uri, registry_uri
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
 
 
 class ContextThreadPool(ThreadPoolExecutor):

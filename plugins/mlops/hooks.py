@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
-from mlops._auth import ContextThreadPool, auth_headers, scoped_env
+from mlops._auth import ContextThreadPool, auth_headers, default_uris, scoped_env
 from mlops.exceptions import ModelRegistryError, ModelRegistryNotFoundError
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ class MlflowRegistryHook(BaseHook):
             env, headers = self._workspace_credentials()
             # The SDK reads the token from the environment; the provider's Azure headers
             # (management token) go through MLflow's request-header providers.
-            with scoped_env(env), auth_headers(headers):
+            with scoped_env(env), default_uris(self.tracking_uri, self.registry_uri), auth_headers(headers):
                 yield
             return
         with auth_headers(self._settings["headers"]):
@@ -338,7 +338,14 @@ class MlflowRegistryHook(BaseHook):
             raise
 
     def search_model_versions(self, name: str, max_results: int = 200) -> list[ModelVersion]:
-        """Every version of ``name`` (all pages)."""
+        """Every version of ``name`` (all pages), with its tags and aliases.
+
+        Unity Catalog answers a search with versions that have no tags or aliases (MLflow's
+        ``ModelVersionSearch`` raises on both, as Databricks documents); those are read once more
+        with ``get_model_version`` so callers see the same versions on every registry.
+        """
+        from mlflow.entities.model_registry.model_version_search import ModelVersionSearch
+
         found: list[ModelVersion] = []
         token = None
         while True:
@@ -348,7 +355,12 @@ class MlflowRegistryHook(BaseHook):
                 max_results=max_results,
                 page_token=token,
             )
-            found.extend(page)
+            found.extend(
+                self._call("get_model_version", name, mv.version)
+                if isinstance(mv, ModelVersionSearch)
+                else mv
+                for mv in page
+            )
             token = getattr(page, "token", None)
             if not token:
                 return found

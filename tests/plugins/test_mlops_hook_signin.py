@@ -415,8 +415,9 @@ def signin_workspace(tmp_path_factory, entra, mlflow_server):
     tls_dir = service.data_dir.parent / "tls"
     cert, key = tls.issue_server_cert(tls_dir, data / "cert")
     metastore = Metastore(data / "metastore")
-    metastore.create_catalog("dev")
-    metastore.create_schema("dev", "ml")
+    for catalog in ("dev", "prod"):
+        metastore.create_catalog(catalog)
+        metastore.create_schema(catalog, "ml")
     metastore.close()
     workspace = start_workspace(
         "signin",
@@ -495,6 +496,71 @@ def test_databricks_oauth_m2m_service_principal_is_accepted_by_the_workspace(
     logs = caplog.text + "".join(capfd.readouterr())
     assert wrong not in str(caught.value) and wrong not in logs
     assert secret not in logs
+
+
+def _log_signed_model(tracking_url: str) -> str:
+    """A tiny model with the signature Unity Catalog requires, logged on the MLflow server."""
+    import mlflow
+    import numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    model = LinearRegression().fit(x, x @ np.array([1.5, -0.5]))
+    client = mlflow.MlflowClient(tracking_uri=tracking_url)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_url)
+    try:
+        mlflow.set_experiment("mlops-signin-tests")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(x, model.predict(x)),
+                pip_requirements=["scikit-learn"],
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert client.get_logged_model(info.model_id)
+    return info.model_uri
+
+
+def test_service_principal_registers_promotes_and_downloads_a_model_version(
+    signin_workspace, admin, mlflow_server, model_name, context, monkeypatch, tmp_path
+):
+    """The whole registry road on Azure's sign-in: source read through the workspace's tracking,
+    version created in Unity Catalog, copied from dev.ml to prod.ml, artifacts moved through
+    presigned URLs, alias set, model downloaded back."""
+    from mlops.operators import PromoteModelVersionOperator, RegisterModelVersionOperator
+
+    sp = admin.service_principals.create(display_name="mlops-registry-release")
+    secret = admin.service_principal_secrets_proxy.create(sp.id).secret
+    _workspace_connection(
+        monkeypatch,
+        "databricks_release",
+        signin_workspace,
+        login=sp.application_id,
+        password=secret,
+        extra={"service_principal_oauth": True},
+    )
+    source = _log_signed_model(mlflow_server.url)
+    common = {"databricks_conn_id": "databricks_release", "model_name": model_name}
+    version = RegisterModelVersionOperator(task_id="register", model_uri=source, **common).execute(
+        context("register")
+    )
+    prod_name = model_name.replace("dev.ml.", "prod.ml.", 1)
+    promoted = PromoteModelVersionOperator(
+        task_id="promote", version=version, alias="champion", target_model_name=prod_name, **common
+    ).execute(context("promote"))
+
+    hook = MlflowRegistryHook(databricks_conn_id="databricks_release")
+    champion = hook.get_model_version_by_alias(prod_name, "champion")
+    assert champion.version == str(promoted["version"])
+    local = hook.download_artifacts(
+        hook.get_model_version_download_uri(prod_name, champion.version), str(tmp_path)
+    )
+    assert os.path.isfile(os.path.join(local, "MLmodel"))
+    assert not [var for var in CREDENTIAL_VARS if var in os.environ]
 
 
 def test_entra_service_principal_is_refused_until_added_unless_it_brings_the_management_token(
