@@ -367,3 +367,21 @@ def test_notebooks_reach_their_workspace_at_its_own_address_behind_a_published_p
     assert env["DATABRICKS_HOST"] == "http://127.0.0.1:8000"
     assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_REGISTRY_URI"]) == ("databricks", "databricks-uc")
     ctx.store.close()
+
+
+def test_a_workspace_without_mlflow_server_says_how_to_get_one(tmp_path):
+    from devstack.workspace.api import ApiError, Request, Router
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.mlflow import tracking_api
+    from devstack.workspace.store import Store
+
+    ctx = WorkspaceContext(
+        name="dev", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=Store(tmp_path / "ws.db")
+    )
+    router = Router()
+    tracking_api.register(router, ctx)
+    handler, params = router.match("POST", "/api/2.0/mlflow/experiments/create")
+    with pytest.raises(ApiError) as refused:
+        handler(Request("POST", "/api/2.0/mlflow/experiments/create", {}, {"name": "/Shared/x"}, {}, params))
+    assert refused.value.status == 501 and "--mlflow-tracking-uri" in refused.value.message
+    ctx.store.close()
