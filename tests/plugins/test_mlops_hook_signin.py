@@ -563,6 +563,23 @@ def test_service_principal_registers_promotes_and_downloads_a_model_version(
     assert not [var for var in CREDENTIAL_VARS if var in os.environ]
 
 
+def test_managed_identity_registers_in_unity_catalog_once_added(
+    signin_workspace, admin, azure, instance_metadata, monkeypatch
+):
+    service, directory, _ = azure
+    identity = directory.create_managed_identity("airflow-workers-uc")
+    admin.service_principals.create(application_id=identity.client_id, display_name=identity.display_name)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{service.port}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", identity.secret)
+    _workspace_connection(
+        monkeypatch,
+        "databricks_mi_uc",
+        signin_workspace,
+        extra={"use_azure_managed_identity": True, "azure_managed_identity_client_id": identity.client_id},
+    )
+    _registers(MlflowRegistryHook(databricks_conn_id="databricks_mi_uc"))
+
+
 def test_entra_service_principal_is_refused_until_added_unless_it_brings_the_management_token(
     signin_workspace, admin, azure, monkeypatch
 ):
