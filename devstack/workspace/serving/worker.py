@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +26,10 @@ def _error_message(message: str) -> str:
     # MLflow prefixes schema errors with the whole input ("Failed to predict data '<frame>'.
     # Error: ..."); keep what names the column, not a dump of every row.
     marker = "\nError: "
-    return message.split(marker, 1)[1] if marker in message else message
+    message = message.split(marker, 1)[1] if marker in message else message
+    return re.sub(
+        r"of data '.*?' with schema", "of the request with schema", message, count=1, flags=re.DOTALL
+    )
 
 
 def make_handler(model, input_schema):
