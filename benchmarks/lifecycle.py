@@ -40,8 +40,8 @@ from devstack.processes import free_port  # noqa: E402
 # (DAG, Airflow task that watches the notebook's run, the Airflow task that starts next, workspace)
 HANDOFFS = (
     ("mlops_train", "train_workflow.train_model", "read_training_result", "dev"),
-    ("mlops_release", "validate_candidate", "read_validation_result", "staging"),
-    ("mlops_batch_score", "score", "read_scoring_result", "prod"),
+    ("mlops_release", "validate_candidate", "validation_gate", "staging"),
+    ("mlops_batch_score", "score", "check_row_counts", "prod"),
 )
 
 

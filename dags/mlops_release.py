@@ -7,8 +7,9 @@ single source of truth:
    `challenger` alias (set by `mlops_train`, whose Asset starts this DAG).
 2. `deploy_*_job` - creates or resets the validation job on **staging** and the scoring job on
    **prod** from `include/jobs/`, so the jobs always match this code.
-3. `validate_candidate` -> `read_validation_result` - the candidate AND the current champion
-   scored on the same held-out data on staging.
+3. `validate_candidate` - the candidate AND the current champion scored on the same held-out
+   data on staging; the notebook's metrics come back as native XComs (one per key) for the gate.
+   A retry after a FAILED run starts a new run; after a lost worker it re-attaches.
 4. `validation_gate` - compares them with the rules of `include/config` (or the form's). A
    candidate that loses ends the run here, skipped and clearly logged; the pipeline does not fail.
 5. `approve_release` (only when `require_approval`) - one of the approvers of include/config
@@ -25,17 +26,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.databricks.operators.databricks import DatabricksRunNowOperator
 from airflow.sdk import DAG, Param, task
 from mlops.approval import ReleaseApprovalOperator
+from mlops.databricks_runs import DatabricksJobResultOperator
 from mlops.gate import parse_rules
 from mlops.jobs import DatabricksDeployJobOperator
-from mlops.notebook_results import DatabricksNotebookResultOperator
 from mlops.operators import ModelValidationGateOperator, PromoteModelVersionOperator
 
 from include.assets import CHALLENGER, CHAMPION
 from include.config import environment, load_config
-from include.dag_helpers import IDEMPOTENCY_TOKEN, MACROS, registry_connection, xcom
+from include.dag_helpers import MACROS, registry_connection, xcom
 from include.jobs import render_job
 
 CONFIG = load_config()
@@ -111,21 +111,17 @@ with DAG(
     deploy_scoring_job = DatabricksDeployJobOperator(
         task_id="deploy_scoring_job", databricks_conn_id=PROD["databricks_conn_id"], json=SCORING_JOB
     )
-    validate_candidate = DatabricksRunNowOperator(
+    validate_candidate = DatabricksJobResultOperator(
         task_id="validate_candidate",
         databricks_conn_id=STAGING["databricks_conn_id"],
         job_id=xcom("deploy_validation_job"),
         notebook_params={"candidate_version": xcom("resolve_candidate")},
-        idempotency_token=IDEMPOTENCY_TOKEN,
+        task_key="validate_model",
+        # The notebook's result, and each of its keys as an XCom of its own (read by the gate).
+        multiple_outputs=True,
         # Long waits free the worker slot; how often to poll comes from include/config.
         deferrable=TUNING["deferrable"],
         polling_period_seconds=TUNING["polling_period_seconds"],
-    )
-    validation_result = DatabricksNotebookResultOperator(
-        task_id="read_validation_result",
-        databricks_conn_id=STAGING["databricks_conn_id"],
-        run_id="{{ ti.xcom_pull(task_ids='validate_candidate', key='run_id') }}",
-        task_key="validate_model",
     )
     gate = ModelValidationGateOperator(
         task_id="validation_gate",
@@ -135,8 +131,8 @@ with DAG(
         champion_model_name=MODEL["prod_model_name"],
         champion_alias=MODEL["champion_alias"],
         rules="{{ (params.gate_rules or " + repr(GATE_RULES) + ") | tojson }}",
-        candidate_metrics=xcom("read_validation_result", "candidate_metrics"),
-        champion_metrics=xcom("read_validation_result", "champion_metrics"),
+        candidate_metrics=validate_candidate.output["candidate_metrics"],
+        champion_metrics=validate_candidate.output["champion_metrics"],
         on_fail="skip",
     )
 
@@ -178,7 +174,7 @@ with DAG(
     )
 
     branch = approval_needed()
-    candidate >> deploy_validation_job >> validate_candidate >> validation_result >> gate >> branch
+    candidate >> deploy_validation_job >> validate_candidate >> gate >> branch
     deploy_scoring_job >> validate_candidate
     branch >> [approve_release, promote]
     approve_release >> promote

@@ -2,11 +2,17 @@
 
 Trains a candidate model on the **dev** workspace and hands it to the release.
 
-1. `train_workflow` - one Databricks job on ONE shared job cluster:
+1. `resolve_training_data` - fixes the data date (the form's `data_date`; a scheduled run's
+   interval date; else the newest landed partition) and lists that date's files through the
+   workspace's Files API, BEFORE any cluster starts: a date with no data fails here, naming
+   the date and the path. The date, path and files become the model's lineage tags.
+2. `train_workflow` - one Databricks job on ONE shared job cluster:
    `prepare_data` (schema and range checks, bad rows quarantined) -> `train_model`
    (scikit-learn pipeline logged to MLflow and registered as a new version of the dev model).
-2. `read_training_result` - the version the notebook registered, its run and metrics.
-3. `set_challenger` - moves the `challenger` alias to that version and updates the
+   A retried launch re-attaches to this DAG run's workflow run if it is still going (the run
+   carries the notebook parameter `airflow_run_marker`), so a retry starts no second one.
+3. `read_training_result` - the version the notebook registered, its run and metrics.
+4. `set_challenger` - moves the `challenger` alias to that version and updates the
    `mlops_challenger` Asset, which starts `mlops_release`.
 
 Trigger it from the UI to change hyperparameters; the form checks them before a run starts.
@@ -18,8 +24,8 @@ import json
 
 import pendulum
 from airflow.providers.databricks.operators.databricks import DatabricksNotebookOperator
-from airflow.providers.databricks.operators.databricks_workflow import DatabricksWorkflowTaskGroup
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
+from mlops.databricks_runs import ReattachingWorkflowTaskGroup
 from mlops.notebook_results import DatabricksNotebookResultOperator
 from mlops.operators import SetModelAliasOperator
 
@@ -27,6 +33,7 @@ from include.assets import CHALLENGER
 from include.config import environment, load_config
 from include.dag_helpers import (
     MODEL_TYPES,
+    date_to_process,
     hyperparameters_template,
     lineage_template,
     registry_connection,
@@ -89,17 +96,46 @@ with DAG(
             type=["null", "string"],
             format="date",
             title="Data date",
-            description="Date of the landed data the model is trained on (default: the run's logical date).",
+            description="Date of the landed data the model is trained on. Empty: a scheduled run's "
+            "interval date, else the newest landed date.",
         ),
     },
 ) as dag:
-    with DatabricksWorkflowTaskGroup(
+
+    @task
+    def resolve_training_data(params: dict, dag_run=None, data_interval_start=None) -> dict:
+        """The date to train on and its files, fixed (and checked) before any cluster starts."""
+        from airflow.providers.databricks.hooks.databricks import DatabricksHook
+        from mlops.landed_data import landed_files, newest_partition
+
+        hook = DatabricksHook(DEV["databricks_conn_id"], caller="mlops_train")
+        root = DEV["paths"]["landing"]
+        date = date_to_process(
+            params.get("data_date"),
+            dag_run.run_type,
+            data_interval_start,
+            lambda: newest_partition(hook, root),
+        )
+        data = landed_files(hook, root, date)
+        print(f"Training on {date}: {len(data['files'])} file(s), {data['bytes']} bytes in {data['path']}.")
+        return data
+
+    training_data = resolve_training_data()
+
+    with ReattachingWorkflowTaskGroup(
         group_id="train_workflow",
         databricks_conn_id=DEV["databricks_conn_id"],
         job_clusters=[{"job_cluster_key": "training", "new_cluster": DEV["cluster"]}],
         extra_job_params={"git_source": GIT_SOURCE} if GIT_SOURCE else None,
-        # Run-level parameters reach every notebook task of the job; the launch renders them.
-        notebook_params={"hyperparameters": hyperparameters_template(), "lineage": lineage_template()},
+        # Run-level parameters reach every notebook task of the job; the launch renders them (the
+        # launch does not render its tasks' own notebook_params: templates belong here).
+        notebook_params={
+            "hyperparameters": hyperparameters_template(),
+            "lineage": lineage_template(),
+            # The date's files as listed before the run: prepare_data reads exactly these.
+            "landing_path": "{{ ti.xcom_pull(task_ids='resolve_training_data')['path'] }}",
+            "landing_files": "{{ ti.xcom_pull(task_ids='resolve_training_data')['files'] | tojson }}",
+        },
     ) as train_workflow:
         prepare_data = DatabricksNotebookOperator(
             task_id="prepare_data",
@@ -108,7 +144,6 @@ with DAG(
             **notebook_location(CONFIG, "prepare_data"),
             job_cluster_key="training",
             notebook_params={
-                "landing_path": DEV["paths"]["landing"],
                 "curated_path": DEV["paths"]["curated"],
                 "quarantine_path": DEV["paths"]["quarantine"],
                 "features": ",".join(MODEL["features"]),
@@ -150,4 +185,4 @@ with DAG(
         version=xcom("read_training_result", "version"),
         outlets=[CHALLENGER],
     )
-    train_workflow >> training_result >> set_challenger
+    training_data >> train_workflow >> training_result >> set_challenger

@@ -6,7 +6,8 @@
 # MAGIC
 # MAGIC | widget | meaning |
 # MAGIC |---|---|
-# MAGIC | `landing_path` | the landed CSV (required) |
+# MAGIC | `landing_path` | the landed data of one date, `<landing>/date=YYYY-MM-DD` (required) |
+# MAGIC | `landing_files` | JSON list of the files of it to read (default: all of it) |
 # MAGIC | `curated_path` | where the curated Parquet goes (required, overwritten) |
 # MAGIC | `quarantine_path` | where bad rows go (required, overwritten) |
 # MAGIC | `features` | comma-separated feature columns (required) |
@@ -14,11 +15,12 @@
 # MAGIC | `ranges` | JSON: column -> [low, high] (required) |
 # MAGIC | `max_bad_fraction` | fail above this fraction of bad rows (default 0.05) |
 # MAGIC
-# MAGIC Exits with JSON: rows_in, rows_good, rows_bad, bad_fraction, bad_reasons.
+# MAGIC Exits with JSON: landing_path, files, rows_in, rows_good, rows_bad, bad_fraction, bad_reasons.
 
 # COMMAND ----------
 
 dbutils.widgets.text("landing_path", "")
+dbutils.widgets.text("landing_files", "")
 dbutils.widgets.text("curated_path", "")
 dbutils.widgets.text("quarantine_path", "")
 dbutils.widgets.text("features", "")
@@ -56,6 +58,7 @@ report = prepare_training_data(
     target=params["target"],
     ranges=json.loads(params["ranges"]),
     max_bad_fraction=float(params["max_bad_fraction"]),
+    landing_files=json.loads(dbutils.widgets.get("landing_files") or "null"),
 )
 print(json.dumps(report, indent=2))
 dbutils.notebook.exit(json.dumps(report))

@@ -92,8 +92,9 @@ def test_up_gives_all_workspaces_one_metastore_with_the_configured_catalogs(runn
 
 def test_up_maps_the_configured_storage_accounts_and_seeds_them(running):
     _, stack = running
-    landing = lake.base_config()["environments"]["dev"]["paths"]["landing"]
-    folder = landing.rsplit("/", 1)[0] if landing.endswith(".csv") else landing
+    # An abfss:// path of environments.yaml that `up` seeds (landing data lives in a volume).
+    holdout = lake.base_config()["environments"]["staging"]["paths"]["holdout"]
+    folder = holdout.rsplit("/", 1)[0] if holdout.endswith(".csv") else holdout
     dev = _client(stack, "dev")
     volume = dev.volumes.create(
         catalog_name="dev",

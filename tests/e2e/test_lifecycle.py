@@ -7,6 +7,7 @@ the other runs the whole lifecycle while its workspaces fail 10 % of API calls.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 DAGS = ROOT / "dags"
 SCORE_DATE = "2026-11-20"
+BAD_DATA_DATE = "2026-11-25"
 
 
 @dataclass
@@ -62,12 +64,14 @@ class Lifecycle:
         except Exception:
             return None
 
-    def workspace_runs(self, env_name: str) -> list[dict]:
+    def workspace(self, env_name: str):
         from databricks.sdk import WorkspaceClient
 
         ws = self.stack["workspaces"][env_name]
-        client = WorkspaceClient(host=ws["url"], token=ws["token"])
-        return [r.as_dict() for r in client.jobs.list_runs()]
+        return WorkspaceClient(host=ws["url"], token=ws["token"])
+
+    def workspace_runs(self, env_name: str) -> list[dict]:
+        return [r.as_dict() for r in self.workspace(env_name).jobs.list_runs()]
 
 
 def _start(name: str, tmp_path_factory, fault_rate: float = 0.0) -> Lifecycle:
@@ -114,16 +118,21 @@ def _main_scenario(life: Lifecycle, airflow) -> None:
     runs_before = len(life.workspace_runs("dev"))
     life.run(airflow, "bad_params", "mlops_train", {"alpha": -1})
     facts["dev_runs_added_by_bad_params"] = len(life.workspace_runs("dev")) - runs_before
-    # 6. A failing notebook: too many bad rows in the landed data.
-    landing = Path(life.stack["lake"]) / "dev" / "landing" / "diabetes.csv"
-    good = landing.read_text()
+    # 6. A failing notebook: a day whose landed data has too many bad rows (landed through the
+    #    workspace's Files API into the landing volume, as an upstream extract would).
+    landing = life.config["environments"]["dev"]["paths"]["landing"]
+    good = (ROOT / "include/data/landing/diabetes/date=2026-11-22/part-00000.csv").read_text()
     lines = good.splitlines()
     header, rows = lines[0], lines[1:]
-    landing.write_text("\n".join([header, *[",".join(["999"] * len(header.split(",")))] * 40, *rows]) + "\n")
-    try:
-        life.run(airflow, "train_bad_data", "mlops_train", {})
-    finally:
-        landing.write_text(good)
+    bad = "\n".join([header, *[",".join(["999"] * len(header.split(",")))] * 40, *rows]) + "\n"
+    life.workspace("dev").files.upload(
+        f"{landing}/date={BAD_DATA_DATE}/part-00000.csv", io.BytesIO(bad.encode()), overwrite=True
+    )
+    life.run(airflow, "train_bad_data", "mlops_train", {"data_date": BAD_DATA_DATE})
+    # 7. A date with no landed data fails before any cluster starts.
+    runs_before = len(life.workspace_runs("dev"))
+    life.run(airflow, "train_no_data", "mlops_train", {"data_date": "2026-10-01"})
+    facts["dev_runs_added_by_missing_date"] = len(life.workspace_runs("dev")) - runs_before
 
 
 def _read_predictions(life: Lifecycle) -> dict:
@@ -235,6 +244,25 @@ def test_failing_notebook_fails_its_task_with_the_notebook_error(lifecycles):
     result = life.runs["train_bad_data"]
     assert result.state == "failed"
     assert "DataValidationError" in result.output and "40 of 393 rows" in result.output
+
+
+def test_training_reads_the_landed_data_of_its_date(lifecycles):
+    life = lifecycles["main"]
+    version = life.mlflow().get_model_version(life.config["model"]["dev_model_name"], "1")
+    landing = life.config["environments"]["dev"]["paths"]["landing"]
+    # No data_date given: the newest landed date, fixed before the run and recorded as read.
+    assert version.tags["mlops_data_date"] == "2026-11-22"
+    assert version.tags["mlops_data_path"] == f"{landing}/date=2026-11-22"
+    assert version.tags["mlops_data_files"] == "part-00000.csv"
+
+
+def test_a_date_without_data_fails_before_any_cluster_starts(lifecycles):
+    life = lifecycles["main"]
+    result = life.runs["train_no_data"]
+    assert result.state == "failed"
+    landing = life.config["environments"]["dev"]["paths"]["landing"]
+    assert f"No data landed for 2026-10-01: {landing}/date=2026-10-01 does not exist" in result.output
+    assert life.facts["dev_runs_added_by_missing_date"] == 0
 
 
 def test_bad_params_are_rejected_before_any_databricks_run(lifecycles):

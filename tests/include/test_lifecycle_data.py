@@ -12,7 +12,7 @@ CONFIG = load_config(overlay="")
 FEATURES = CONFIG["model"]["features"]
 TARGET = CONFIG["model"]["target"]
 RANGES = CONFIG["data"]["ranges"]
-LANDING = "include/data/landing/diabetes.csv"
+LANDING = "include/data/landing/diabetes/date=2026-11-22/part-00000.csv"
 
 
 def _prepare(spark, landing: str, tmp_path, max_bad_fraction: float = 0.05) -> dict:

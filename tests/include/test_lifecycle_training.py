@@ -7,7 +7,7 @@ import pytest
 from lifecycle.training import build_model, fit_and_evaluate, regression_metrics
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-TRAIN = pd.read_csv("include/data/landing/diabetes.csv")
+TRAIN = pd.read_csv("include/data/landing/diabetes/date=2026-11-22/part-00000.csv")
 
 
 @pytest.mark.parametrize("model_type", ["ridge", "random_forest", "gradient_boosting"])

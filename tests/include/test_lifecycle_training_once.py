@@ -10,7 +10,7 @@ import pytest
 from lifecycle.training import train_and_register
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-TRAIN = pd.read_csv("include/data/landing/diabetes.csv")
+TRAIN = pd.read_csv("include/data/landing/diabetes/date=2026-11-22/part-00000.csv")
 EXPERIMENT = "/lifecycle-tests-once"
 
 

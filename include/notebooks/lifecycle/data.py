@@ -62,15 +62,19 @@ def prepare_training_data(
     target: str,
     ranges: dict[str, list[float]],
     max_bad_fraction: float,
+    landing_files: list[str] | None = None,
 ) -> dict:
     """Read the landed CSV, validate it, write curated (good) and quarantined (bad) rows.
 
+    ``landing_path`` is one date's partition; ``landing_files``, when given, are the files of it
+    to read (the ones Airflow listed before the run, so a file landing meanwhile is not read).
     Both outputs are overwritten, so a re-run gives the same result. Returns a report:
-    rows_in, rows_good, rows_bad, bad_fraction, bad_reasons (reason -> count).
+    landing_path, files, rows_in, rows_good, rows_bad, bad_fraction, bad_reasons (reason -> count).
     Raises :class:`DataValidationError` when the schema is wrong or too many rows are bad;
     the quarantine is written first, so the bad rows can be inspected either way.
     """
-    raw = spark.read.option("header", True).csv(landing_path)
+    sources = list(landing_files) if landing_files else [landing_path]
+    raw = spark.read.option("header", True).csv(sources)
     check_schema(raw.columns, [*features, target], landing_path)
     checked_ranges = {c: ranges[c] for c in [*features, target] if c in ranges}
     unchecked = [c for c in [*features, target] if c not in ranges]
@@ -85,6 +89,8 @@ def prepare_training_data(
     reasons = {row[0]: row[1] for row in bad.groupBy(REASON).count().collect()}
     bad.write.mode("overwrite").parquet(quarantine_path)
     report = {
+        "landing_path": landing_path,
+        "files": sources,
         "rows_in": rows_in,
         "rows_good": rows_good,
         "rows_bad": rows_bad,
