@@ -77,3 +77,29 @@ def test_missing_column_is_named(spark, tmp_path):
 
     with pytest.raises(DataValidationError, match=r"missing column\(s\) \['s3'\]"):
         _prepare(spark, str(landing), tmp_path)
+
+
+def test_a_date_partition_reads_only_the_files_listed_before_the_run(spark, tmp_path):
+    frame = pd.read_csv(LANDING)
+    partition = tmp_path / "landing" / "date=2026-11-22"
+    partition.mkdir(parents=True)
+    frame.head(100).to_csv(partition / "part-00000.csv", index=False)
+    # Landed after Airflow listed the date: not part of this training run.
+    frame.tail(50).to_csv(partition / "part-00001.csv", index=False)
+    listed = [str(partition / "part-00000.csv")]
+
+    report = prepare_training_data(
+        spark,
+        landing_path=str(partition),
+        landing_files=listed,
+        curated_path=str(tmp_path / "curated"),
+        quarantine_path=str(tmp_path / "quarantine"),
+        features=FEATURES,
+        target=TARGET,
+        ranges=RANGES,
+        max_bad_fraction=0.05,
+    )
+
+    assert report["rows_in"] == 100 and report["files"] == listed
+    assert report["landing_path"] == str(partition)
+    assert spark.read.parquet(str(tmp_path / "curated")).count() == 100
