@@ -266,3 +266,46 @@ def test_update_while_updating_and_unknown_endpoint(w, endpoint):
         w.serving_endpoints.wait_get_serving_endpoint_not_updating(ENDPOINT)
     with pytest.raises(NotFound, match="'nope' does not exist"):
         w.serving_endpoints.query("nope", dataframe_split=split(frame(1)))
+
+
+def _worker_pids(metastore_dir) -> list[int]:
+    """Served-entity processes loading models from this stack's metastore."""
+    from pathlib import Path
+
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "devstack.workspace.serving.worker" in cmdline and str(metastore_dir) in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_restart_keeps_endpoints_and_stops_their_processes(w, models, endpoint, stack):
+    from devstack.services import start_workspace
+
+    served = w.serving_endpoints.get(ENDPOINT).config.served_entities[0]
+    assert _worker_pids(stack.metastore_dir)
+    stack.workspace.stop()
+    assert _worker_pids(stack.metastore_dir) == []  # no served entity outlives its workspace
+
+    stack.workspace = start_workspace(
+        "serving-prod",
+        stack.metastore_dir.parent / "prod",
+        token=TOKEN,
+        mlflow_tracking_uri=stack.mlflow_url,
+        extra_args=["--metastore-dir", str(stack.metastore_dir), "--serving-idle-seconds", str(IDLE_SECONDS)],
+    )
+    w = stack.sdk()
+    seen = w.serving_endpoints.get(ENDPOINT)
+    assert seen.state.ready.value == "READY"
+    assert [(e.name, e.entity_version) for e in seen.config.served_entities] == [
+        (served.name, served.entity_version)
+    ]
+    x = frame(2)
+    version = int(served.entity_version)
+    assert w.serving_endpoints.query(ENDPOINT, dataframe_split=split(x)).predictions == pytest.approx(
+        models[version - 1].predict(x).tolist()
+    )

@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -77,6 +79,14 @@ def make_handler(model, input_schema):
     return Handler
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A served entity never outlives its workspace, even one that was killed (no shutdown hook)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    log.info("workspace process %s is gone: stopping", parent)
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.workspace.serving.worker")
     parser.add_argument("--model-dir", required=True, help="a model version's files (its MLmodel)")
@@ -93,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("model loaded in %.1f s; input schema: %s", time.monotonic() - started, input_schema)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(model, input_schema))
     server.daemon_threads = True
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     print(f"ready {server.server_address[1]}", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
