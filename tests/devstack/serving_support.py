@@ -31,8 +31,17 @@ class ServingStack:
         return WorkspaceClient(host=self.workspace.url, token=TOKEN)
 
 
-def start_serving_workspace(root: Path, mlflow_url: str, *, idle_seconds: float = 1800.0) -> ServingStack:
+def start_serving_workspace(
+    root: Path, mlflow_url: str, *, idle_seconds: float = 1800.0, tls_dir: Path | None = None
+) -> ServingStack:
+    """The workspace; with ``tls_dir`` its port also speaks TLS, certified by the devstack CA there."""
     metastore_dir = root / "metastore"
+    tls_args: list[str] = []
+    if tls_dir is not None:
+        from devstack import tls
+
+        cert, key = tls.issue_server_cert(tls_dir, root / "cert")
+        tls_args = ["--tls-cert", str(cert), "--tls-key", str(key)]
     metastore = Metastore(metastore_dir)
     metastore.create_catalog("prod")
     metastore.create_schema("prod", "ml")
@@ -42,7 +51,10 @@ def start_serving_workspace(root: Path, mlflow_url: str, *, idle_seconds: float 
         root / "prod",
         token=TOKEN,
         mlflow_tracking_uri=mlflow_url,
-        extra_args=["--metastore-dir", str(metastore_dir), "--serving-idle-seconds", str(idle_seconds)],
+        extra_args=[
+            *("--metastore-dir", str(metastore_dir), "--serving-idle-seconds", str(idle_seconds)),
+            *tls_args,
+        ],
     )
     config = root / "databrickscfg"
     config.write_text(f"[DEFAULT]\nhost = {workspace.url}\ntoken = {TOKEN}\n")

@@ -13,6 +13,7 @@ import json
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from mlops.exceptions import ModelRegistryError
 from mlops.serving import (
     PromoteServingCanaryOperator,
     RevertServingCanaryOperator,
@@ -36,7 +37,8 @@ CONN = "databricks_prod"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, mlflow_server):
-    stack = start_serving_workspace(tmp_path_factory.mktemp("serving-ops"), mlflow_server.url)
+    root = tmp_path_factory.mktemp("serving-ops")
+    stack = start_serving_workspace(root, mlflow_server.url, tls_dir=root / "tls")
     yield stack
     stack.workspace.stop()
 
@@ -227,3 +229,51 @@ def test_deferrable_operator_waits_in_the_trigger(stack, models):
     assert result["served_entities"]["ops_model-1"]["version"] == "1"
     x = frame(2)
     assert predictions(stack, x) == pytest.approx(models[0].predict(x).tolist())
+
+
+def test_operators_sign_in_with_a_databricks_oauth_service_principal(
+    stack, models, monkeypatch, caplog, capfd
+):
+    """OAuth M2M over the workspace's TLS, through the provider's sign-in (as the registry hook)."""
+    from devstack import tls
+
+    admin = stack.sdk()
+    sp = admin.service_principals.create(display_name="mlops-serving-m2m")
+    secret = admin.service_principal_secrets_proxy.create(sp.id).secret
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle(stack.metastore_dir.parent / "tls")))
+
+    def connection(conn_id: str, password: str) -> None:
+        # As in production: a bare host (https), the service principal's client id and secret.
+        conn = {
+            "conn_type": "databricks",
+            "host": f"127.0.0.1:{stack.workspace.port}",
+            "login": sp.application_id,
+            "password": password,
+            "extra": {"service_principal_oauth": True},
+        }
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+    connection("databricks_m2m", secret)
+    op = serve("1")
+    op.databricks_conn_id = "databricks_m2m"
+    result = op.execute(make_context())
+    assert result["served_entities"]["ops_model-1"]["version"] == "1"
+    assert op.hook.client.config.host.startswith("https://")
+    x = frame(3)
+    report = smoke_check(
+        ServingEndpointHook("databricks_m2m"),
+        ENDPOINT,
+        x.to_dict(orient="records"),
+        expected_predictions=models[0].predict(x).tolist(),
+        max_p99_ms=5000,
+    )
+    assert report["errors"] == 0 and report["mismatches"] == 0
+
+    wrong = "dose" + "0123456789abcdef0123456789abcdef"
+    connection("databricks_m2m_wrong", wrong)
+    with pytest.raises(
+        ModelRegistryError, match=r"'databricks_m2m_wrong' \(Databricks OAuth M2M\)"
+    ) as failed:
+        ServingEndpointHook("databricks_m2m_wrong").get_endpoint(ENDPOINT)
+    logs = caplog.text + "".join(capfd.readouterr())
+    assert wrong not in str(failed.value) and wrong not in logs and secret not in logs
