@@ -10,7 +10,7 @@
 # MAGIC | `model_name`, `model_version` | the exact model to score with (required) |
 # MAGIC | `input_path` | folder of `date=YYYY-MM-DD` input partitions (required) |
 # MAGIC | `output_path` | folder of `date=YYYY-MM-DD` prediction partitions (required) |
-# MAGIC | `date` | the date to score, YYYY-MM-DD, or `latest` (required) |
+# MAGIC | `date` | the date to score, YYYY-MM-DD (required; `latest` = the newest partition, for hand-run jobs only: mlops_batch_score fixes the date before the run) |
 # MAGIC | `features`, `id_column` | columns (required) |
 # MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
 # MAGIC

@@ -46,7 +46,8 @@ def score_partition(
 ) -> dict:
     """Score ``input_path/date=<date>`` with ``models:/<model_name>/<model_version>``.
 
-    ``date`` may be ``latest``: the newest input partition (used after a promotion).
+    ``date`` may be ``latest``: the newest input partition, for jobs run by hand; mlops_batch_score
+    always passes the date it fixed before the run, so every try scores the same one.
 
     Writes ``output_path/date=<date>`` with Spark's dynamic partition overwrite: the new files
     replace that partition only, and only when the job commits, so a failed run leaves the
