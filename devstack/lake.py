@@ -38,6 +38,22 @@ def _paths(config: dict) -> Iterator[str]:
                 yield value
 
 
+def external_volumes(config: dict) -> dict[tuple[str, str, str], str]:
+    """(catalog, schema, volume) -> storage location, of the external volumes the config declares
+    (``unity_catalog.volumes``: ``catalog.schema.volume: abfss://container@account.../path``)."""
+    declared = ((config.get("unity_catalog") or {}).get("volumes")) or {}
+    volumes = {}
+    for name, location in declared.items():
+        parts = str(name).split(".")
+        if len(parts) != 3 or not all(parts) or not ABFSS.match(str(location or "")):
+            raise ValueError(
+                f"unity_catalog.volumes: {name}: {location!r} must map catalog.schema.volume to an "
+                "abfss://<container>@<account>.dfs.core.windows.net/<path> location"
+            )
+        volumes[(parts[0], parts[1], parts[2])] = str(location)
+    return volumes
+
+
 def base_config() -> dict:
     """include/config without any overlay: the paths Azure runs with."""
     from include.config import load_config
@@ -46,8 +62,9 @@ def base_config() -> dict:
 
 
 def storage_accounts(*configs: dict) -> list[str]:
-    """The Azure storage accounts the configurations' abfss:// paths name."""
-    return sorted({m["account"].lower() for c in configs for p in _paths(c) if (m := ABFSS.match(p))})
+    """The Azure storage accounts the configurations' abfss:// paths and external volumes name."""
+    locations = [p for c in configs for p in (*_paths(c), *external_volumes(c).values())]
+    return sorted({m["account"].lower() for p in locations if (m := ABFSS.match(p))})
 
 
 def account_dirs(lake: Path, config: dict) -> dict[str, Path]:
@@ -76,12 +93,15 @@ def unity_catalog_objects(config: dict) -> tuple[set[str], set[tuple[str, str]],
         if found:
             catalogs.add(found["catalog"])
             schemas.add((found["catalog"], found["schema"]))
-    for path in _paths(config):
-        found = VOLUME_PATH.match(path)
-        if found:
-            catalogs.add(found["catalog"])
-            schemas.add((found["catalog"], found["schema"]))
-            volumes.add((found["catalog"], found["schema"], found["volume"]))
+    named = [
+        (found["catalog"], found["schema"], found["volume"])
+        for path in _paths(config)
+        if (found := VOLUME_PATH.match(path))
+    ]
+    for catalog, schema, volume in [*named, *external_volumes(config)]:
+        catalogs.add(catalog)
+        schemas.add((catalog, schema))
+        volumes.add((catalog, schema, volume))
     return catalogs, schemas, volumes
 
 
@@ -106,11 +126,22 @@ def ensure_unity_catalog(url: str, token: str, config: dict) -> list[str]:
             created.append(f"{catalog}.{schema}")
         except ResourceConflict:
             pass
+    external = external_volumes(config)
     for catalog, schema, volume in sorted(volumes):
+        location = external.get((catalog, schema, volume))
         try:
-            w.volumes.create(
-                catalog_name=catalog, schema_name=schema, name=volume, volume_type=VolumeType.MANAGED
-            )
+            if location:  # over a container of a storage account, as the config declares it
+                w.volumes.create(
+                    catalog_name=catalog,
+                    schema_name=schema,
+                    name=volume,
+                    volume_type=VolumeType.EXTERNAL,
+                    storage_location=location,
+                )
+            else:
+                w.volumes.create(
+                    catalog_name=catalog, schema_name=schema, name=volume, volume_type=VolumeType.MANAGED
+                )
             created.append(f"{catalog}.{schema}.{volume}")
         except ResourceConflict:
             pass
@@ -154,3 +185,11 @@ def seed_lake(lake: Path, config: dict, metastore_dir: Path | None = None) -> di
 
 def _config_path(config: dict, env: str, key: str) -> Any:
     return (((config.get("environments") or {}).get(env) or {}).get("paths") or {}).get(key)
+
+
+def local_path(lake: Path, metastore_dir: Path, config: dict, path: str) -> Path:
+    """The local file behind a configured storage path (a volume or abfss:// path) of a devstack
+    whose lake and metastore are these: for tests and tools that inspect what a run wrote."""
+    return StorageMap(Path(lake), Path(metastore_dir), account_dirs(lake, config)).to_local(
+        path, bare="local"
+    )

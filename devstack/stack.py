@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -101,7 +100,6 @@ def connection_env(stack: dict, config: dict) -> dict[str, str]:
         # The workspaces' TLS certificates come from the devstack CA (see devstack.tls).
         env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = stack["ca_bundle"]
     env["MLOPS_CONFIG_OVERLAY"] = "devstack"
-    env["DEVSTACK_LAKE"] = stack["lake"]
     env["AIRFLOW_VAR_MLOPS_GIT_SHA"] = stack.get("git_sha", "unknown")
     return env
 
@@ -327,10 +325,10 @@ def sync(state: StackState, stack: dict, say=print) -> None:
 
 
 def load_project_config_for(lake: Path) -> dict:
-    """include/config with the devstack overlay, its ${DEVSTACK_LAKE} pointing at ``lake``."""
+    """include/config as the devstack's Airflow reads it (the overlay changes tuning only; the
+    data paths are environments.yaml's volumes, which ``lake`` backs)."""
     from include.config import load_config
 
-    os.environ["DEVSTACK_LAKE"] = str(lake)
     return load_config(overlay="devstack")
 
 

@@ -52,7 +52,6 @@ def stack(tmp_path_factory):
 
 
 def _init(stack, monkeypatch):
-    monkeypatch.setenv("DEVSTACK_LAKE", str(stack["lake"]))
     compose.init(
         stack["lake"],
         tls_dir=stack["tls"],

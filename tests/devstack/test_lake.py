@@ -38,6 +38,14 @@ AZURE_LIKE = {
 
 def test_accounts_and_unity_catalog_objects_come_from_the_config():
     assert lake.storage_accounts(AZURE_LIKE) == ["mlopsdevlake", "mlopsprodlake", "mlopsstaginglake"]
+    with_volumes = {
+        **AZURE_LIKE,
+        "unity_catalog": {
+            "volumes": {"prod.ml.serving": "abfss://serving@mlopsservelake.dfs.core.windows.net/"}
+        },
+    }
+    assert "mlopsservelake" in lake.storage_accounts(with_volumes)
+    assert ("prod", "ml", "serving") in lake.unity_catalog_objects(with_volumes)[2]
     catalogs, schemas, volumes = lake.unity_catalog_objects(AZURE_LIKE)
     assert catalogs == {"dev", "prod"} and schemas == {("dev", "ml"), ("prod", "ml")}
     assert volumes == {("dev", "ml", "curated")}
@@ -90,19 +98,20 @@ def test_up_gives_all_workspaces_one_metastore_with_the_configured_catalogs(runn
     assert (state_dir / "metastore" / "volumes" / "dev" / "ml" / "handoff" / "from-prod.txt").is_file()
 
 
-def test_up_maps_the_configured_storage_accounts_and_seeds_them(running):
-    _, stack = running
-    # An abfss:// path of environments.yaml that `up` seeds (landing data lives in a volume).
-    holdout = lake.base_config()["environments"]["staging"]["paths"]["holdout"]
-    folder = holdout.rsplit("/", 1)[0] if holdout.endswith(".csv") else holdout
-    dev = _client(stack, "dev")
-    volume = dev.volumes.create(
-        catalog_name="dev",
-        schema_name="ml",
-        name="landing_ext",
-        volume_type=VolumeType.EXTERNAL,
-        storage_location=folder,
+def test_up_creates_the_configured_external_volumes_over_their_storage_accounts(running):
+    state_dir, stack = running
+    config = lake.base_config()
+    declared = lake.external_volumes(config)
+    prod = _client(stack, "prod")
+    for (catalog, schema, name), location in declared.items():
+        volume = prod.volumes.read(f"{catalog}.{schema}.{name}")
+        assert (volume.volume_type, volume.storage_location) == (VolumeType.EXTERNAL, location)
+    # The holdout file environments.yaml names is seeded in its volume, i.e. in the container of
+    # the storage account that volume lies on, and every workspace reads it through the Files API.
+    holdout = config["environments"]["staging"]["paths"]["holdout"]
+    expected = (lake.SAMPLE_DATA / "holdout" / "diabetes_holdout.csv").read_bytes()
+    assert prod.files.download(holdout).contents.read() == expected
+    account_file = (
+        state_dir / "lake" / "mlopsstaginglake" / "curated" / "holdout" / "diabetes" / "holdout.csv"
     )
-    assert volume.storage_location == folder
-    names = [e.name for e in dev.files.list_directory_contents("/Volumes/dev/ml/landing_ext")]
-    assert names, f"nothing seeded under {folder}"
+    assert account_file.read_bytes() == expected

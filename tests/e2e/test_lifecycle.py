@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import lake
 from devstack import stack as devstack
 from devstack.airflow_runner import ROOT, DagRunResult
 from devstack.processes import free_port
@@ -138,7 +139,13 @@ def _main_scenario(life: Lifecycle, airflow) -> None:
 def _read_predictions(life: Lifecycle) -> dict:
     import pandas as pd
 
-    path = Path(life.stack["lake"]) / "prod" / "predictions" / f"date={SCORE_DATE}"
+    predictions = life.config["environments"]["prod"]["paths"]["predictions"]
+    path = lake.local_path(
+        Path(life.stack["lake"]),
+        life.state_dir / "metastore",
+        life.config,
+        f"{predictions}/date={SCORE_DATE}",
+    )
     frame = pd.read_parquet(path)
     return {
         "rows": len(frame),
