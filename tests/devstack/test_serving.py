@@ -283,6 +283,36 @@ def _worker_pids(metastore_dir) -> list[int]:
     return pids
 
 
+def test_environment_vars_resolve_secret_references(w, models, stack):
+    """{{secrets/<scope>/<key>}} becomes the secret's value in the served entity's environment."""
+    from pathlib import Path
+
+    w.secrets.create_scope("serving")
+    w.secrets.put_secret("serving", "api_key", string_value="s3cr3t-value")
+    name = "secrets"
+    env = {"API_KEY": "{{secrets/serving/api_key}}", "PLAIN": "yes"}
+    created = w.serving_endpoints.create_and_wait(
+        name, config=EndpointCoreConfigInput(name=name, served_entities=[entity("1", environment_vars=env)])
+    )
+    assert created.config.served_entities[0].environment_vars == env  # the reference, never the value
+    environ = {}
+    for pid in _worker_pids(stack.metastore_dir):
+        if f"/serving/{name}/" in str(Path(f"/proc/{pid}/cwd").resolve()) + "/":
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            environ = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    assert environ.get("API_KEY") == "s3cr3t-value" and environ.get("PLAIN") == "yes"
+
+    missing = {"API_KEY": "{{secrets/serving/nope}}"}
+    with pytest.raises(OperationFailed):
+        w.serving_endpoints.update_config_and_wait(
+            name, served_entities=[entity("2", environment_vars=missing)]
+        )
+    failed = w.serving_endpoints.get(name).pending_config.served_entities[0].state.deployment_state_message
+    assert "secret 'nope' in scope 'serving', which does not exist" in failed
+    w.serving_endpoints.delete(name)
+
+
+# Last: it restarts the module's workspace (the module's `w` client points at the old port).
 def test_restart_keeps_endpoints_and_stops_their_processes(w, models, endpoint, stack):
     from devstack.services import start_workspace
 

@@ -61,12 +61,22 @@ def _config(request: Request) -> dict[str, Any]:
 
 def register(router, ctx: WorkspaceContext) -> None:
     registry = ctx.services.get("uc_registry")
+
+    def secret(scope: str, key: str) -> str | None:
+        # The secrets module's table (devstack.workspace.secrets): values are stored as bytes.
+        try:
+            row = ctx.store.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (scope, key))
+        except Exception:  # no secrets table in a context built without that module
+            return None
+        return None if row is None else bytes(row["value"]).decode("utf-8", errors="replace")
+
     backend = ServingBackend(
         ctx.store,
         registry,
         ctx.metastore,
         ctx.data_dir / "serving",
         idle_seconds=getattr(ctx, "serving_idle_seconds", 1800.0),
+        secret=secret,
     )
     ctx.services["serving"] = backend
     ctx.on_shutdown.append(backend.shutdown)

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ READY, CREATING, FAILED = "DEPLOYMENT_READY", "DEPLOYMENT_CREATING", "DEPLOYMENT
 IN_PROGRESS, NOT_UPDATING, UPDATE_FAILED = "IN_PROGRESS", "NOT_UPDATING", "UPDATE_FAILED"
 # Upper bounds (ms) of the latency histogram in the Prometheus metrics.
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# A secret reference in environment_vars, resolved when the entity starts (as Databricks does).
+SECRET_REF = re.compile(r"\{\{\s*secrets/([^/\s]+)/([^/\s}]+)\s*\}\}")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SCALED_TO_ZERO = "Scaled to zero: the next request starts the served entity again (cold start)."
 
@@ -269,6 +272,8 @@ class ServingBackend:
     :param data_dir: where build and server logs of served entities are kept.
     :param idle_seconds: idle time after which a scale-to-zero entity is stopped.
     :param load_timeout: seconds a served entity may take to load.
+    :param secret: ``(scope, key) -> value or None``: the workspace's secrets, for
+        ``{{secrets/<scope>/<key>}}`` references in environment_vars.
     """
 
     def __init__(
@@ -281,8 +286,10 @@ class ServingBackend:
         idle_seconds: float = 1800.0,
         load_timeout: float = 180.0,
         rng: random.Random | None = None,
+        secret: Callable[[str, str], str | None] | None = None,
     ):
         self.store = store
+        self.secret = secret or (lambda scope, key: None)
         self.store.ensure_schema(SCHEMA)
         self.registry = registry
         self.metastore = metastore
@@ -617,6 +624,24 @@ class ServingBackend:
             )
         return path
 
+    def _environment(self, entity: dict[str, Any]) -> dict[str, str]:
+        """environment_vars with ``{{secrets/<scope>/<key>}}`` replaced by the secret (raises LoadError)."""
+        env = {}
+        for name, value in entity["environment_vars"].items():
+            ref = SECRET_REF.fullmatch(value.strip())
+            if ref is None:
+                env[name] = value
+                continue
+            secret = self.secret(ref.group(1), ref.group(2))
+            if secret is None:
+                raise LoadError(
+                    f"Environment variable {name} refers to secret '{ref.group(2)}' in scope "
+                    f"'{ref.group(1)}', which does not exist: create it (databricks secrets put-secret) "
+                    "or fix the reference."
+                )
+            env[name] = secret
+        return env
+
     def _load_entity(self, endpoint: str, entity: dict[str, Any]) -> ServedProcess:
         uid = entity["uid"]
         self._build_log(
@@ -626,7 +651,7 @@ class ServingBackend:
         )
         model_dir = self._model_dir(entity)
         self._build_log(endpoint, uid, f"Model files: {model_dir}")
-        proc = ServedProcess(model_dir, entity["environment_vars"], self._log_dir(endpoint, uid))
+        proc = ServedProcess(model_dir, self._environment(entity), self._log_dir(endpoint, uid))
         try:
             took = proc.start(self.load_timeout)
         except LoadError:
@@ -747,6 +772,7 @@ class ServingBackend:
                 self._build_log(endpoint, uid, "Cold start: starting the model server for a request")
                 try:
                     proc.model_dir = self._model_dir(entity)
+                    proc.env = self._environment(entity)
                     took = proc.start(self.load_timeout)
                 except LoadError as exc:
                     self._build_log(endpoint, uid, f"Cold start FAILED: {exc}")
