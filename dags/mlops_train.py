@@ -166,6 +166,8 @@ with DAG(
                 "model_name": MODEL["dev_model_name"],
                 "experiment": f"/Shared/mlops/{MODEL['name']}-training",
                 "registry_uri": CONFIG["registry"]["uri"] or "",
+                "tracking_uri": CONFIG["registry"]["tracking_uri"] or "",
+                "tracking_secret_scope": CONFIG["registry"]["tracking_secret_scope"] or "",
             },
             polling_period_seconds=TUNING["polling_period_seconds"],
         )

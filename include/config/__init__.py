@@ -90,13 +90,44 @@ def _load(overlay: str | None, env_key: tuple) -> dict:
     for name in ENVIRONMENTS:
         if name not in config.get("environments", {}):
             raise ConfigError(f"environments.{name} is missing from {BASE_FILE}.")
+    _check_registry(config.get("registry") or {})
     return config
+
+
+def _check_registry(registry: dict) -> None:
+    """A self-hosted registry needs the server's URL for the notebooks, or they would register
+    in their workspace's MLflow while Airflow's operators look in the server's registry."""
+    tracking_uri = registry.get("tracking_uri")
+    if not registry.get("uri") and not tracking_uri:
+        raise ConfigError(
+            "registry.uri is null (a self-hosted MLflow server's registry, through the connection "
+            f"{registry.get('mlflow_conn_id')!r}), but registry.tracking_uri is not set: the notebooks "
+            "would track and register in their workspace's MLflow instead. Set registry.tracking_uri "
+            "to the server's URL as the clusters reach it, or set registry.uri to databricks-uc."
+        )
+    if tracking_uri and not re.match(r"^https?://[^/]", str(tracking_uri)):
+        raise ConfigError(
+            f"registry.tracking_uri is {tracking_uri!r}: use the self-hosted MLflow server's http:// "
+            "or https:// URL, or null for the Databricks runtime's own MLflow."
+        )
+    scope = registry.get("tracking_secret_scope")
+    if scope is not None and (not isinstance(scope, str) or not scope.strip()):
+        raise ConfigError(
+            f"registry.tracking_secret_scope is {scope!r}: name a Databricks secret scope, or null."
+        )
+    if scope and not tracking_uri:
+        raise ConfigError(
+            f"registry.tracking_secret_scope is {scope!r} but registry.tracking_uri is not set: the "
+            "scope signs notebooks in to a self-hosted MLflow server; set its URL or remove the scope."
+        )
 
 
 def load_config(overlay: str | None = None) -> dict:
     """The merged configuration (a fresh copy; cached per overlay and environment)."""
     overlay = overlay if overlay is not None else os.environ.get(OVERLAY_ENV) or None
-    env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k in _referenced_vars()))
+    # An overlay outside this folder (a path) may reference variables of its own.
+    names = _referenced_vars() | (_vars_of(_overlay_path(overlay)) if overlay else frozenset())
+    env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k in names))
     return copy.deepcopy(_load(overlay, env_key))
 
 
@@ -106,6 +137,11 @@ def _referenced_vars() -> frozenset[str]:
     for path in CONFIG_DIR.glob("*.yaml"):
         names.update(_VAR.findall(path.read_text(encoding="utf-8")))
     return frozenset(names)
+
+
+@lru_cache(maxsize=8)
+def _vars_of(path: Path) -> frozenset[str]:
+    return frozenset(_VAR.findall(path.read_text(encoding="utf-8")))
 
 
 def environment(config: dict, name: str) -> dict:

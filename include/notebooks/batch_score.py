@@ -13,6 +13,8 @@
 # MAGIC | `date` | the date to score, YYYY-MM-DD (required; `latest` = the newest partition, for hand-run jobs only: mlops_batch_score fixes the date before the run) |
 # MAGIC | `features`, `id_column` | columns (required) |
 # MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
+# MAGIC | `tracking_uri` | a self-hosted MLflow server (http[s]://) to track and register in; empty = the workspace's MLflow |
+# MAGIC | `tracking_secret_scope` | secret scope with that server's sign-in (`mlflow-tracking-token`, or `-username` and `-password`) |
 # MAGIC
 # MAGIC Exits with JSON: date, model_name, model_version, rows_in, rows_out, distinct_ids, output_path.
 
@@ -26,6 +28,8 @@ dbutils.widgets.text("date", "")
 dbutils.widgets.text("features", "")
 dbutils.widgets.text("id_column", "")
 dbutils.widgets.text("registry_uri", "")
+dbutils.widgets.text("tracking_uri", "")
+dbutils.widgets.text("tracking_secret_scope", "")
 
 import json
 
@@ -40,18 +44,29 @@ params = {
         "features",
         "id_column",
         "registry_uri",
+        "tracking_uri",
+        "tracking_secret_scope",
     )
 }
-missing = [n for n, v in params.items() if not v and n != "registry_uri"]
+OPTIONAL = ("registry_uri", "tracking_uri", "tracking_secret_scope")
+missing = [n for n, v in params.items() if not v and n not in OPTIONAL]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 
 # COMMAND ----------
 
-import mlflow
 from lifecycle.scoring import score_partition
+from lifecycle.tracking import configure_mlflow
 
-if params["registry_uri"]:
-    mlflow.set_registry_uri(params["registry_uri"])
+# Before any MLflow call: the runtime's MLflow, or the team's own server (registry.tracking_uri).
+print(
+    "MLflow:",
+    configure_mlflow(
+        tracking_uri=params["tracking_uri"],
+        registry_uri=params["registry_uri"],
+        secret_scope=params["tracking_secret_scope"],
+        secrets=dbutils.secrets,
+    ),
+)
 
 result = score_partition(
     spark,

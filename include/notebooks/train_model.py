@@ -12,6 +12,8 @@
 # MAGIC | `experiment` | MLflow experiment path (required) |
 # MAGIC | `hyperparameters` | JSON, e.g. {"model_type": "ridge", "alpha": 1.0} (required) |
 # MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
+# MAGIC | `tracking_uri` | a self-hosted MLflow server (http[s]://) to track and register in; empty = the workspace's MLflow |
+# MAGIC | `tracking_secret_scope` | secret scope with that server's sign-in (`mlflow-tracking-token`, or `-username` and `-password`) |
 # MAGIC | `lineage` | JSON of tags for the run (DAG run, git sha, data date) |
 # MAGIC
 # MAGIC A retried or cleared training of the same DAG run (the `lineage` tags `mlops_dag_id` and
@@ -28,6 +30,8 @@ dbutils.widgets.text("model_name", "")
 dbutils.widgets.text("experiment", "")
 dbutils.widgets.text("hyperparameters", "")
 dbutils.widgets.text("registry_uri", "")
+dbutils.widgets.text("tracking_uri", "")
+dbutils.widgets.text("tracking_secret_scope", "")
 dbutils.widgets.text("lineage", "{}")
 
 import json
@@ -42,6 +46,8 @@ params = {
         "experiment",
         "hyperparameters",
         "registry_uri",
+        "tracking_uri",
+        "tracking_secret_scope",
         "lineage",
     )
 }
@@ -57,11 +63,19 @@ lineage = json.loads(params["lineage"] or "{}")
 
 # COMMAND ----------
 
-import mlflow
+from lifecycle.tracking import configure_mlflow
 from lifecycle.training import train_and_register
 
-if params["registry_uri"]:
-    mlflow.set_registry_uri(params["registry_uri"])
+# Before any MLflow call: the runtime's MLflow, or the team's own server (registry.tracking_uri).
+print(
+    "MLflow:",
+    configure_mlflow(
+        tracking_uri=params["tracking_uri"],
+        registry_uri=params["registry_uri"],
+        secret_scope=params["tracking_secret_scope"],
+        secrets=dbutils.secrets,
+    ),
+)
 
 frame = spark.read.parquet(params["curated_path"]).toPandas()
 result = train_and_register(

@@ -12,6 +12,8 @@
 # MAGIC | `champion_model_name`, `champion_alias` | where the champion lives (required) |
 # MAGIC | `experiment` | MLflow experiment for the evaluation run (required) |
 # MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
+# MAGIC | `tracking_uri` | a self-hosted MLflow server (http[s]://) to track and register in; empty = the workspace's MLflow |
+# MAGIC | `tracking_secret_scope` | secret scope with that server's sign-in (`mlflow-tracking-token`, or `-username` and `-password`) |
 # MAGIC
 # MAGIC Exits with JSON: candidate_version, candidate_metrics, champion_version and
 # MAGIC champion_metrics (null before the first release), evaluation_run_id.
@@ -27,6 +29,8 @@ dbutils.widgets.text("champion_model_name", "")
 dbutils.widgets.text("champion_alias", "champion")
 dbutils.widgets.text("experiment", "")
 dbutils.widgets.text("registry_uri", "")
+dbutils.widgets.text("tracking_uri", "")
+dbutils.widgets.text("tracking_secret_scope", "")
 
 import json
 
@@ -42,19 +46,30 @@ params = {
         "champion_alias",
         "experiment",
         "registry_uri",
+        "tracking_uri",
+        "tracking_secret_scope",
     )
 }
-missing = [n for n, v in params.items() if not v and n != "registry_uri"]
+OPTIONAL = ("registry_uri", "tracking_uri", "tracking_secret_scope")
+missing = [n for n, v in params.items() if not v and n not in OPTIONAL]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 features = [f.strip() for f in params["features"].split(",") if f.strip()]
 
 # COMMAND ----------
 
-import mlflow
 from lifecycle.evaluation import validate_candidate
+from lifecycle.tracking import configure_mlflow
 
-if params["registry_uri"]:
-    mlflow.set_registry_uri(params["registry_uri"])
+# Before any MLflow call: the runtime's MLflow, or the team's own server (registry.tracking_uri).
+print(
+    "MLflow:",
+    configure_mlflow(
+        tracking_uri=params["tracking_uri"],
+        registry_uri=params["registry_uri"],
+        secret_scope=params["tracking_secret_scope"],
+        secrets=dbutils.secrets,
+    ),
+)
 
 holdout = spark.read.option("header", True).option("inferSchema", True).csv(params["holdout_path"]).toPandas()
 result = validate_candidate(
