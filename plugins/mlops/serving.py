@@ -358,7 +358,8 @@ class _ServingOperator(BaseOperator):
         self.deferrable = deferrable
         if not endpoint_name:
             raise ValueError(f"{type(self).__name__}: endpoint_name is required")
-        if not model_name or model_name.count(".") != 2:
+        # A templated name is checked once rendered (plan() uses it as the entity name).
+        if not model_name or ("{{" not in model_name and model_name.count(".") != 2):
             raise ValueError(
                 f"{type(self).__name__}: model_name must be a Unity Catalog name catalog.schema.model, got {model_name!r}"
             )
@@ -387,6 +388,10 @@ class _ServingOperator(BaseOperator):
         return entity
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.model_name.count(".") != 2:
+            raise ServingEndpointError(
+                f"model_name must be a Unity Catalog name catalog.schema.model, got {self.model_name!r}"
+            )
         endpoint = self.hook.get_endpoint(self.endpoint_name)
         entities, routes, capture = self.plan(endpoint)
         expected = {
