@@ -38,7 +38,15 @@ def scoring_dag(sqlite_registry, model_name, tmp_path, monkeypatch):
     """dags/mlops_batch_score.py on a config whose prod model is this test's, in the MLflow server."""
     prod = model_name.replace("dev.", "prod.", 1)
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump({"registry": {"uri": None}, "model": {"prod_model_name": prod}}))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                # A self-hosted registry names its server for the notebooks too (else: ConfigError).
+                "registry": {"uri": None, "tracking_uri": sqlite_registry.url},
+                "model": {"prod_model_name": prod},
+            }
+        )
+    )
     monkeypatch.setenv("MLOPS_CONFIG_OVERLAY", str(overlay))
     spec = importlib.util.spec_from_file_location(
         f"scoring_dag_{tmp_path.name}", ROOT / "dags" / "mlops_batch_score.py"
