@@ -41,6 +41,41 @@ ARTIFACTS = ROOT / "test-artifacts"
 # --------------------------------------------------------------------------- MLflow
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_process_uris_restored():
+    """MLflow's process-wide tracking and registry URIs as they were before each test.
+
+    Tests that configure MLflow as a notebook does (``mlflow.set_registry_uri("databricks-uc")``)
+    would otherwise send the tests after them to a workspace that no longer runs.
+    """
+    import sys
+
+    def uris_module():
+        # Only once the test process has imported mlflow: importing it here would defeat the
+        # parse-time test that checks DAG files load no heavy library.
+        if "mlflow" not in sys.modules:
+            return None, None
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        return tracking_utils, registry_utils
+
+    # mlflow.set_*_uri also exports the URI to the environment, for subprocesses.
+    env_names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in env_names}
+    tracking_utils, registry_utils = uris_module()
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri) if tracking_utils else (None, None)
+    yield
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    tracking_utils, registry_utils = uris_module()
+    if tracking_utils:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Service:
     """A real `mlflow server` with a SQLite backend store."""

@@ -30,7 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data-dir", type=Path, required=True, help="state, notebooks, DBFS and logs live here"
     )
     parser.add_argument("--token", required=True, help="the bearer token clients must send")
-    parser.add_argument("--mlflow-tracking-uri", default=None, help="MLFLOW_TRACKING_URI given to notebooks")
+    parser.add_argument(
+        "--mlflow-tracking-uri",
+        default=None,
+        help="the MLflow server behind this workspace's MLflow API (tracking and the Unity Catalog registry)",
+    )
     parser.add_argument(
         "--cluster-start-seconds", type=float, default=0.0, help="extra delay of each cluster start (PENDING)"
     )
