@@ -96,6 +96,43 @@ def _summary(mlflow_url: str, config: dict, release: DagRunResult, score: DagRun
     return lines
 
 
+def _serving_summary(stack: dict, config: dict) -> list[str]:
+    """The prod endpoint: what it serves and one answer, asked as any client would ask it."""
+    import pandas as pd
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import DatabricksError
+
+    serving = config["environments"]["prod"].get("serving")
+    if not serving or config["registry"].get("uri") != "databricks-uc":
+        return ["serving endpoint   none configured (environments.prod.serving)"]
+    ws = stack["workspaces"]["prod"]
+    client = WorkspaceClient(host=ws["url"], token=ws["token"])
+    name = serving["endpoint_name"]
+    try:
+        endpoint = client.serving_endpoints.get(name)
+    except DatabricksError as exc:
+        return [f"serving endpoint   {name}: {exc.error_code} ({exc})"]
+    routes = {r.served_entity_name: r.traffic_percentage for r in endpoint.config.traffic_config.routes}
+    served = ", ".join(
+        f"{e.entity_name} v{e.entity_version} {routes.get(e.name, 0)}%"
+        for e in endpoint.config.served_entities
+    )
+    lines = [f"serving endpoint   {name} ({endpoint.state.ready.value}): {served}"]
+    features = config["model"]["features"]
+    row = pd.read_csv(sorted((ROOT / "include/data/scoring").glob("date=*/*.csv"))[-1]).head(1)
+    try:
+        answer = client.serving_endpoints.query(
+            name, dataframe_records=row[features].to_dict(orient="records")
+        )
+        lines.append(f"one prediction     {row['patient_id'].iloc[0]} -> {answer.predictions[0]:.2f}")
+    except DatabricksError as exc:
+        lines.append(f"one prediction     failed: {exc.error_code} ({exc})")
+    lines.append(
+        f"query it           {ws['url']}/serving-endpoints/{name}/invocations (README: Online serving)"
+    )
+    return lines
+
+
 def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
     began = time.monotonic()
     running = devstack.status(state_dir)
@@ -122,7 +159,10 @@ def run_demo(state_dir: Path, *, keep_running: bool = False) -> int:
         )
         score = _run(airflow, env, "mlops_batch_score", log_dir)
         print("\nSummary")
-        for line in _summary(stack["mlflow"]["url"], config, release, score):
+        for line in [
+            *_summary(stack["mlflow"]["url"], config, release, score),
+            *_serving_summary(stack, config),
+        ]:
             print(f"  {line}")
         print(f"  took               {time.monotonic() - began:.0f}s")
         print("\nRun `make demo` again: the next round trains another candidate and the gate decides.")

@@ -14,9 +14,11 @@
 # MAGIC | `registry_uri` | e.g. databricks (legacy workspace registry); empty = the runtime's default, databricks-uc |
 # MAGIC | `tracking_uri` | a self-hosted MLflow server (http[s]://) to track and register in; empty = the workspace's MLflow |
 # MAGIC | `tracking_secret_scope` | secret scope with that server's sign-in (`mlflow-tracking-token`, or `-username` and `-password`) |
+# MAGIC | `smoke_rows` | how many holdout rows (and the candidate's predictions on them) to return for the serving smoke check; 0 or empty = none |
 # MAGIC
 # MAGIC Exits with JSON: candidate_version, candidate_metrics, champion_version and
-# MAGIC champion_metrics (null before the first release), evaluation_run_id.
+# MAGIC champion_metrics (null before the first release), evaluation_run_id, smoke_rows and
+# MAGIC smoke_predictions.
 
 # COMMAND ----------
 
@@ -31,6 +33,7 @@ dbutils.widgets.text("experiment", "")
 dbutils.widgets.text("registry_uri", "")
 dbutils.widgets.text("tracking_uri", "")
 dbutils.widgets.text("tracking_secret_scope", "")
+dbutils.widgets.text("smoke_rows", "0")
 
 import json
 
@@ -48,12 +51,16 @@ params = {
         "registry_uri",
         "tracking_uri",
         "tracking_secret_scope",
+        "smoke_rows",
     )
 }
-OPTIONAL = ("registry_uri", "tracking_uri", "tracking_secret_scope")
+OPTIONAL = ("registry_uri", "tracking_uri", "tracking_secret_scope", "smoke_rows")
 missing = [n for n, v in params.items() if not v and n not in OPTIONAL]
 assert not missing, f"Required widget(s) not set: {missing}. Pass them as notebook parameters."
 features = [f.strip() for f in params["features"].split(",") if f.strip()]
+assert (params["smoke_rows"] or "0").isdigit(), (
+    f"smoke_rows must be a whole number, got {params['smoke_rows']!r}."
+)
 
 # COMMAND ----------
 
@@ -81,6 +88,8 @@ result = validate_candidate(
     champion_model_name=params["champion_model_name"],
     champion_alias=params["champion_alias"],
     experiment=params["experiment"],
+    smoke_rows=int(params["smoke_rows"] or 0),
 )
-print(json.dumps(result, indent=2))
+print(json.dumps({k: v for k, v in result.items() if not k.startswith("smoke_")}, indent=2))
+print(f"{len(result['smoke_rows'])} holdout rows and their predictions returned for the serving smoke check.")
 dbutils.notebook.exit(json.dumps(result))

@@ -318,7 +318,9 @@ class ServingEndpointTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "error", "message": str(exc)})
                 return
             if done:
-                yield TriggerEvent({"status": "success", "message": seen})
+                # The expected config rides in the event too: `airflow dags test` resumes the
+                # task with the event alone, dropping the kwargs given to defer().
+                yield TriggerEvent({"status": "success", "message": seen, "expected": self.expected})
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 yield TriggerEvent({"status": "timeout", "message": seen})
@@ -455,8 +457,9 @@ class _ServingOperator(BaseOperator):
             time.sleep(self.poll_interval)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], expected: dict[str, list]
+        self, context: Context, event: dict[str, Any], expected: dict[str, list] | None = None
     ) -> dict[str, Any]:
+        expected = expected or event.get("expected") or {}
         if event.get("status") != "success":
             raise ServingEndpointError(
                 f"Waiting for serving endpoint {self.endpoint_name!r} ended with {event.get('status')}: "
@@ -610,7 +613,7 @@ class StartServingCanaryOperator(_ServingOperator):
         return self._canary_result(result)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], expected: dict[str, list]
+        self, context: Context, event: dict[str, Any], expected: dict[str, list] | None = None
     ) -> dict[str, Any]:
         return self._canary_result(super().execute_complete(context, event, expected))
 

@@ -7,15 +7,41 @@ from typing import Any
 from lifecycle.training import regression_metrics
 
 
-def evaluate_model(model_uri: str, holdout, features: list[str], target: str) -> dict[str, float]:
-    """Metrics of the MLflow model at ``model_uri`` on the pandas frame ``holdout``."""
+def evaluate_model(
+    model_uri: str, holdout, features: list[str], target: str, *, keep_predictions: bool = False
+) -> dict[str, Any]:
+    """Metrics of the MLflow model at ``model_uri`` on the pandas frame ``holdout``.
+
+    With ``keep_predictions`` the predictions come back too, under ``"predictions"`` (a list).
+    """
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(model_uri)
     predictions = model.predict(holdout[features])
-    metrics = regression_metrics(holdout[target], predictions)
+    metrics: dict[str, Any] = regression_metrics(holdout[target], predictions)
     metrics["holdout_rows"] = float(len(holdout))
+    if keep_predictions:
+        metrics["predictions"] = [_plain(v) for v in list(predictions)]
     return metrics
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON (and a notebook's exit value) can carry."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def smoke_sample(holdout, features: list[str], predictions: list[Any], rows: int) -> dict[str, Any]:
+    """The first ``rows`` holdout rows (features only) and the candidate's predictions on them.
+
+    The release's smoke check sends these rows to the serving endpoint and expects the same
+    answers. They travel in the notebook's exit value, which Databricks caps (the run output API
+    returns at most 5 MB), so only a bounded sample is returned, never the whole holdout.
+    """
+    if rows <= 0:
+        return {"smoke_rows": [], "smoke_predictions": []}
+    head = holdout[features].head(rows)
+    records = [{k: _plain(v) for k, v in record.items()} for record in head.to_dict(orient="records")]
+    return {"smoke_rows": records, "smoke_predictions": predictions[: len(records)]}
 
 
 def compare_on_holdout(
@@ -33,7 +59,7 @@ def compare_on_holdout(
     if holdout.empty:
         raise ValueError("Holdout data has no rows: nothing to validate the candidate on.")
     return {
-        "candidate": evaluate_model(candidate_uri, holdout, features, target),
+        "candidate": evaluate_model(candidate_uri, holdout, features, target, keep_predictions=True),
         "champion": evaluate_model(champion_uri, holdout, features, target) if champion_uri else None,
     }
 
@@ -60,11 +86,14 @@ def validate_candidate(
     champion_model_name: str,
     champion_alias: str,
     experiment: str,
+    smoke_rows: int = 0,
 ) -> dict[str, Any]:
     """Score candidate and champion on ``holdout``, log both to one MLflow run, return the metrics.
 
     The champion is looked up by alias at run time; with none yet (first release) only the
-    candidate is evaluated and ``champion_version`` / ``champion_metrics`` are None.
+    candidate is evaluated and ``champion_version`` / ``champion_metrics`` are None. With
+    ``smoke_rows`` > 0 the result also carries that many holdout rows and the candidate's
+    predictions on them (``smoke_rows``, ``smoke_predictions``) for the serving smoke check.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -78,6 +107,7 @@ def validate_candidate(
         candidate_uri=f"models:/{candidate_model_name}/{candidate_version}",
         champion_uri=f"models:/{champion_model_name}/{current}" if current else None,
     )
+    predictions = result["candidate"].pop("predictions")
     mlflow.set_experiment(experiment)
     tags = {
         "mlops_candidate": f"{candidate_model_name}/{candidate_version}",
@@ -100,4 +130,5 @@ def validate_candidate(
         "champion_version": current,
         "champion_metrics": result["champion"],
         "evaluation_run_id": run.info.run_id,
+        **smoke_sample(holdout, features, predictions, smoke_rows),
     }
