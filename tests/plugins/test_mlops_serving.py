@@ -227,6 +227,8 @@ def test_deferrable_operator_waits_in_the_trigger(stack, models):
     assert event["status"] == "success", event
     result = op.execute_complete(make_context(), event, **deferred.value.kwargs)
     assert result["served_entities"]["ops_model-1"]["version"] == "1"
+    # `airflow dags test` resumes a deferred task with the event alone (no defer kwargs).
+    assert op.execute_complete(make_context(), event) == result
     x = frame(2)
     assert predictions(stack, x) == pytest.approx(models[0].predict(x).tolist())
 
