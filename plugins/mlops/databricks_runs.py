@@ -6,8 +6,10 @@ Two faults of the provider's operators as the lifecycle used them, fixed here:
   so ``retries`` never re-runs anything. :class:`DatabricksJobResultOperator` keeps, in the
   task's ``task_state_store`` (it outlives tries and clears), the run id and an attempt counter
   that is part of the token. A try whose previous run is still going re-attaches to it (the
-  worker died, the run did not); a try whose previous run ended (failed, or succeeded and the
-  task was cleared) advances the counter and so starts a new run.
+  worker died, the run did not), and so does a try whose previous run SUCCEEDED after its
+  worker was lost (the result was never handed back); a try whose previous run failed, or
+  succeeded and was handed back before a person cleared the task, advances the counter and so
+  starts a new run.
 * The workflow task group's launch calls ``run-now`` without a token, so a retried launch starts
   a second workflow run. :class:`ReattachingWorkflowTaskGroup` marks every launch with a
   notebook parameter naming the DAG run, and a retried launch re-attaches to an active run of
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
     from airflow.providers.databricks.hooks.databricks import DatabricksHook
     from airflow.sdk import Context
 
-#: task_state_store key of :class:`DatabricksJobResultOperator`: {"attempt": n, "run_id": id | None}.
+#: task_state_store key of :class:`DatabricksJobResultOperator`:
+#: {"attempt": n, "run_id": id | None, "done": true once a try handed back that run's result}.
 RUN_STATE_KEY = "mlops_databricks_run"
 #: The notebook parameter a :class:`ReattachingWorkflowTaskGroup` launch carries (this DAG run).
 WORKFLOW_MARKER_PARAM = "airflow_run_marker"
@@ -118,6 +121,10 @@ def _is_active(run: dict[str, Any] | None) -> bool:
     return run is not None and not RunState(**run["state"]).is_terminal
 
 
+def _succeeded(run: dict[str, Any] | None) -> bool:
+    return run is not None and RunState(**run["state"]).is_successful
+
+
 class DatabricksJobResultOperator(DatabricksRunNowOperator):
     """
     Run a Databricks job (``run-now``) and return its notebook's exit value, retry-safe.
@@ -127,10 +134,13 @@ class DatabricksJobResultOperator(DatabricksRunNowOperator):
     task's ``task_state_store``:
 
     * previous run still going (the worker died, the run did not): re-attach, submit nothing;
-    * previous run ended (failed, cancelled, or succeeded and the task was cleared): a new token,
-      so a new run;
+    * previous run succeeded but no try handed its result back (the worker died while it ran):
+      re-attach, read its result, submit nothing;
+    * previous run failed or was cancelled, or succeeded and its result was handed back (a person
+      cleared the task to run it again): a new token, so a new run;
     * a try that died between submitting and recording its run: the same token again, so
-      Databricks answers with that run; re-attached when going, replaced when ended.
+      Databricks answers with that run; re-attached when going or succeeded, replaced when it
+      failed.
 
     Works deferred (the triggerer waits) and synchronously.
 
@@ -191,10 +201,19 @@ class DatabricksJobResultOperator(DatabricksRunNowOperator):
                     previous["state"]["life_cycle_state"],
                 )
                 return int(state["run_id"])
+            if _succeeded(previous) and not state.get("done"):
+                # The worker was lost while the run went on to succeed: its result is this task's.
+                self.log.info(
+                    "Re-attaching to Databricks run %s, started by an earlier try: it succeeded after that "
+                    "try was lost, so its result is read, not run again.",
+                    state["run_id"],
+                )
+                return int(state["run_id"])
             self.log.info(
-                "The earlier try's Databricks run %s has ended (%s): starting a new run.",
+                "The earlier try's Databricks run %s has ended (%s%s): starting a new run.",
                 state["run_id"],
                 (previous or {}).get("state", {}).get("result_state", "gone"),
+                ", its result already handed back" if state.get("done") else "",
             )
             attempt += 1
 
@@ -204,9 +223,9 @@ class DatabricksJobResultOperator(DatabricksRunNowOperator):
             store.set(RUN_STATE_KEY, {"attempt": attempt, "run_id": None})
             self.idempotency_token = self._token(context, attempt)
             run_id = self._hook.run_now(self._prepare_run_now_json(context))
-            if pending and not _is_active(self._get_run_or_none(run_id)):
-                # An earlier try submitted this token's run and died before recording it; it ended.
-                self.log.info("Run %s of an earlier try has ended: starting a new run.", run_id)
+            if pending and not _is_active(run := self._get_run_or_none(run_id)) and not _succeeded(run):
+                # An earlier try submitted this token's run and died before recording it; it failed.
+                self.log.info("Run %s of an earlier try has failed: starting a new run.", run_id)
                 attempt += 1
                 pending = False
                 continue
@@ -230,7 +249,7 @@ class DatabricksJobResultOperator(DatabricksRunNowOperator):
         self.log.info("Waiting for Databricks run %s to end.", self.run_id)
         if not self.deferrable:
             _handle_databricks_operator_execution(self, self._hook, self.log, context)
-            return self._result(self.run_id)
+            return self._result(self.run_id, context)
 
         run_page_url = self._hook.get_run_page_url(self.run_id)
         if self.do_xcom_push:
@@ -273,13 +292,17 @@ class DatabricksJobResultOperator(DatabricksRunNowOperator):
         if not state.is_successful and not event.get("errors"):
             event = {**event, "errors": []}
         _handle_deferrable_databricks_operator_completion(event, self.log)
-        return self._result(int(event["run_id"]))
+        return self._result(int(event["run_id"]), context)
 
-    def _result(self, run_id: int) -> Any:
-        if not self.return_result:
-            return None
-        result = read_notebook_result(self._hook, run_id, self.task_key)
-        self.log.info("Notebook %s of run %s returned: %s", self.task_key or "", run_id, result)
+    def _result(self, run_id: int, context: Context | None) -> Any:
+        result = None
+        if self.return_result:
+            result = read_notebook_result(self._hook, run_id, self.task_key)
+            self.log.info("Notebook %s of run %s returned: %s", self.task_key or "", run_id, result)
+        # Handed back: a later try of this task (a person cleared it) runs the job again.
+        store = (context or {}).get("task_state_store")
+        if store is not None and (state := store.get(RUN_STATE_KEY)) and state.get("run_id") == run_id:
+            store.set(RUN_STATE_KEY, {**state, "done": True})
         return result
 
 

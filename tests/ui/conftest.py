@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,6 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 USER, PASSWORD = "admin", "ui-test-password"
+UI_DAGS = Path(__file__).resolve().parent / "dags"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 class AirflowApi:
@@ -73,6 +76,29 @@ class AirflowApi:
         return self._request(
             f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/{task_id}"
         )
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict) -> dict:
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        return self._request(f"/api/v2/dags/{dag_id}/dagRuns", body)
+
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """Clear one task instance of a run (whatever its state), as a person does in the UI."""
+        body = {"dry_run": False, "only_failed": False, "dag_run_id": run_id, "task_ids": [task_id]}
+        return self._request(f"/api/v2/dags/{dag_id}/clearTaskInstances", body)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """The log of one try, one line per event (empty while the try has not started)."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/{task_id}"
+            f"/logs/{try_number}?full_content=true"
+        )
+        try:
+            content = self._request(path).get("content") or []
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return ""
+            raise
+        return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in content)
 
     def wait_for(self, what: str, check, timeout: float, interval: float = 2.0):
         """Poll ``check()`` until it returns something truthy; fail with ``what`` and the last value."""
@@ -114,9 +140,6 @@ def _our_processes(marker: str) -> list[str]:
 @pytest.fixture(scope="session")
 def native_stack(tmp_path_factory):
     """`python -m devstack up --with-airflow` on free ports, in a state dir of its own."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is missing: `make test` installs it (apt-get install -y chromium)")
-    pytest.importorskip("playwright", reason="playwright is missing: `make test` installs requirements.lock")
     state_dir = tmp_path_factory.mktemp("native-stack")
     ports = {"mlflow": free_port(), "dev": free_port(), "staging": free_port(), "prod": free_port()}
     record = airflow_stack.up(
@@ -125,7 +148,19 @@ def native_stack(tmp_path_factory):
         ports=ports,
         password=PASSWORD,
         quiet=True,
-        extra_env={"MLOPS_CONFIG_OVERLAY": str(_overlay_with_approval(state_dir))},
+        extra_env={
+            "MLOPS_CONFIG_OVERLAY": str(_overlay_with_approval(state_dir)),
+            # tests/ui's own DAGs next to the project's (test_scheduler_recovery.py).
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+                [
+                    {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
+                    {"name": "ui-tests", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(UI_DAGS)}},
+                ]
+            ),
+            # A lost worker is noticed in about half a minute rather than five.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        },
     )
     stack = json.loads((state_dir / "stack.json").read_text())
     yield {"record": record, "stack": stack, "state_dir": state_dir, "api": AirflowApi(record["url"])}
@@ -138,6 +173,9 @@ def native_stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser(native_stack):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is missing: `make test` installs it (apt-get install -y chromium)")
+    pytest.importorskip("playwright", reason="playwright is missing: `make test` installs requirements.lock")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
