@@ -163,7 +163,9 @@ def test_a_lost_worker_is_retried_by_the_scheduler_and_reattaches_to_its_run(nat
     for case in cases:
         api.wait_for_run_state(DAG_ID, case.dag_run_id, timeout=150)
         runs = case.runs(dev)
-        assert [r.state.result_state.value for r in runs] == ["SUCCESS"], f"{case.name}: {runs}"
+        assert [r.state.result_state.value for r in runs] == ["SUCCESS"], (
+            f"{case.name}: Databricks runs " + ", ".join(f"{r.run_id} {r.state.result_state}" for r in runs)
+        )
         tries = api._request(
             f"/api/v2/dags/{DAG_ID}/dagRuns/{case.dag_run_id}/taskInstances/{TASK_ID}/tries"
         )["task_instances"]
