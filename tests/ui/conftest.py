@@ -2,7 +2,8 @@
 
 Chromium comes from Debian (/usr/bin/chromium, installed by `make test`); Playwright only
 drives it and never downloads a browser. On a failing test the page's screenshot and the
-Airflow logs are kept under test-artifacts/ui/.
+Airflow logs are kept under test-artifacts/ui/. Tests without a browser (test_scheduler_recovery.py)
+use the stack alone; it also loads tests/ui/dags as a second DAG bundle.
 """
 
 from __future__ import annotations
