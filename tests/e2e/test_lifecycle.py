@@ -95,10 +95,13 @@ def _main_scenario(life: Lifecycle, airflow) -> None:
     facts["champion_after_v1"] = life.champion()
     life.run(airflow, "score_1", "mlops_batch_score", {"date": SCORE_DATE})
     facts["predictions_1"] = _read_predictions(life)
+    facts["endpoint_after_v1"] = _endpoint_versions(life)
+    facts["serving_vs_batch_1"] = _serving_vs_batch(life)
     # 2. A much worse candidate: the gate blocks it, the champion stays.
     life.run(airflow, "train_v2", "mlops_train", {"model_type": "ridge", "alpha": 5000.0})
     life.run(airflow, "release_v2", "mlops_release", {"reason": "worse candidate"})
     facts["champion_after_blocked"] = life.champion()
+    facts["endpoint_after_blocked"] = _endpoint_versions(life)
     facts["v2_status"] = (
         life.mlflow().get_model_version(model["dev_model_name"], "2").tags.get("mlops_validation_status")
     )
@@ -110,11 +113,25 @@ def _main_scenario(life: Lifecycle, airflow) -> None:
         {"version": "2", "gate_rules": {"rmse": {"max": 1000}}, "reason": "forced for the test"},
     )
     facts["champion_after_forced"] = life.champion()
+    facts["endpoint_after_forced"] = _endpoint_versions(life)
     life.run(airflow, "rollback", "mlops_rollback", {"reason": "forced release was worse"})
     facts["champion_after_rollback"] = life.champion()
+    facts["endpoint_after_rollback"] = _endpoint_versions(life)
     # 4. Re-scoring the same day replaces its partition.
     life.run(airflow, "score_2", "mlops_batch_score", {"date": SCORE_DATE})
     facts["predictions_2"] = _read_predictions(life)
+    # 4b. A candidate that passes a lenient gate but answers differently at serving than in
+    #     validation (noise): the canary's smoke check fails, endpoint and champion stay on v1.
+    broken = _register_noisy_candidate(life)
+    facts["broken_version"] = broken
+    life.run(
+        airflow,
+        "release_broken",
+        "mlops_release",
+        {"version": broken, "gate_rules": {"rmse": {"max": 1000}}, "reason": "a candidate that disagrees"},
+    )
+    facts["champion_after_broken"] = life.champion()
+    facts["endpoint_after_broken"] = _endpoint_versions(life)
     # 5. Bad params never reach Databricks.
     runs_before = len(life.workspace_runs("dev"))
     life.run(airflow, "bad_params", "mlops_train", {"alpha": -1})
@@ -152,6 +169,105 @@ def _read_predictions(life: Lifecycle) -> dict:
         "ids": frame["patient_id"].nunique(),
         "versions": sorted(set(frame["model_version"])),
     }
+
+
+def _endpoint_versions(life: Lifecycle) -> dict[str, int]:
+    """{prod model version: traffic %} the prod serving endpoint serves now."""
+    serving = life.config["environments"]["prod"]["serving"]
+    endpoint = life.workspace("prod").serving_endpoints.get(serving["endpoint_name"])
+    routes = {r.served_entity_name: r.traffic_percentage for r in endpoint.config.traffic_config.routes}
+    return {str(e.entity_version): routes.get(e.name, 0) for e in endpoint.config.served_entities}
+
+
+def _serving_vs_batch(life: Lifecycle, rows: int = 20) -> dict:
+    """The endpoint's answers and batch scoring's predictions for the same scored rows."""
+    import pandas as pd
+
+    features = life.config["model"]["features"]
+    scored = ROOT / f"include/data/scoring/date={SCORE_DATE}/part-00000.csv"
+    frame = pd.read_csv(scored).head(rows)
+    serving = life.config["environments"]["prod"]["serving"]
+    answer = life.workspace("prod").serving_endpoints.query(
+        serving["endpoint_name"], dataframe_records=frame[features].to_dict(orient="records")
+    )
+    predictions = life.config["environments"]["prod"]["paths"]["predictions"]
+    path = lake.local_path(
+        Path(life.stack["lake"]),
+        life.state_dir / "metastore",
+        life.config,
+        f"{predictions}/date={SCORE_DATE}",
+    )
+    batch = pd.read_parquet(path).set_index("patient_id")["prediction"]
+    return {
+        "served": [round(float(v), 6) for v in answer.predictions],
+        "batch": [round(float(batch[i]), 6) for i in frame["patient_id"]],
+    }
+
+
+NOISY_MODEL = """
+import numpy as np
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+
+class Noisy(PythonModel):
+    # A model whose answers change on every call: validation and serving never agree.
+    def predict(self, context, model_input, params=None):
+        return np.random.default_rng().normal(150.0, 20.0, len(model_input))
+
+
+set_model(Noisy())
+"""
+
+REGISTER_NOISY = """
+import sys
+import mlflow
+import pandas as pd
+
+holdout = pd.read_csv(sys.argv[1])[sys.argv[3].split(",")].head(5)
+mlflow.set_registry_uri("databricks-uc")
+with mlflow.start_run():
+    info = mlflow.pyfunc.log_model(name="model", python_model=sys.argv[2], input_example=holdout)
+print(mlflow.register_model(info.model_uri, sys.argv[4]).version)
+"""
+
+
+def _register_noisy_candidate(life: Lifecycle) -> str:
+    """A dev model version registered in Unity Catalog through the dev workspace, as training does.
+
+    In a process of its own: MLflow's registry URI and the workspace's sign-in are global, and the
+    fault scenario runs in another thread of this one.
+    """
+    import os
+    import subprocess
+    import sys
+
+    model_file = life.state_dir / "noisy_model.py"
+    model_file.write_text(NOISY_MODEL)
+    ws = life.stack["workspaces"]["dev"]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_"))},
+        "DATABRICKS_HOST": ws["url"],
+        "DATABRICKS_TOKEN": ws["token"],
+        "MLFLOW_TRACKING_URI": life.stack["mlflow"]["url"],
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            REGISTER_NOISY,
+            str(ROOT / "include/data/holdout/diabetes_holdout.csv"),
+            str(model_file),
+            ",".join(life.config["model"]["features"]),
+            life.config["model"]["dev_model_name"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 def _fault_scenario(life: Lifecycle, airflow) -> None:
@@ -216,6 +332,17 @@ def test_full_lifecycle_trains_releases_and_scores(lifecycles):
     assert "Scored 250 rows of 2026-11-20" in life.runs["score_1"].output
 
 
+def test_after_a_release_the_endpoint_serves_the_champion_as_batch_scoring_does(lifecycles):
+    life = lifecycles["main"]
+    _ok(life, "release_v1")
+    # The first release creates the endpoint on the candidate, then moves the alias.
+    assert life.facts["endpoint_after_v1"] == {life.facts["champion_after_v1"]: 100}
+    assert "deploy_candidate" in life.runs["release_v1"].output
+    compared = life.facts["serving_vs_batch_1"]
+    assert len(compared["served"]) == 20
+    assert compared["served"] == pytest.approx(compared["batch"], rel=1e-6)
+
+
 def test_scoring_before_the_first_release_is_skipped(lifecycles):
     life = lifecycles["main"]
     result = _ok(life, "score_before_release")
@@ -229,6 +356,16 @@ def test_worse_candidate_is_blocked_and_champion_unchanged(lifecycles):
     assert "failed the validation gate" in release.output
     assert life.facts["v2_status"] == "failed"
     assert life.facts["champion_after_blocked"] == "1"
+    assert life.facts["endpoint_after_blocked"] == {"1": 100}  # the gate stops before serving
+
+
+def test_a_canary_that_disagrees_leaves_endpoint_and_champion_unchanged(lifecycles):
+    life = lifecycles["main"]
+    release = _ok(life, "release_broken")  # ends as a blocked gate does: the run itself is fine
+    assert "answers differ from the expected predictions" in release.output
+    assert "blocked by the canary" in release.output
+    assert life.facts["champion_after_broken"] == "1"
+    assert life.facts["endpoint_after_broken"] == {"1": 100}
 
 
 def test_rollback_restores_the_previous_champion(lifecycles):
@@ -237,6 +374,11 @@ def test_rollback_restores_the_previous_champion(lifecycles):
     _ok(life, "rollback")
     assert life.facts["champion_after_forced"] == "2"
     assert life.facts["champion_after_rollback"] == "1"
+    # The forced release went through the canary (v1 served beside it), then all traffic.
+    assert life.facts["endpoint_after_forced"] == {"2": 100}
+    assert "start_canary" in life.runs["release_v2_forced"].output
+    # The rollback moves the endpoint with the alias: it serves the previous version again.
+    assert life.facts["endpoint_after_rollback"] == {"1": 100}
 
 
 def test_rescoring_a_date_overwrites_its_partition(lifecycles):
