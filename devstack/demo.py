@@ -111,6 +111,8 @@ def _serving_summary(stack: dict, config: dict) -> list[str]:
     try:
         endpoint = client.serving_endpoints.get(name)
     except DatabricksError as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return [f"serving endpoint   {name}: none yet (the first release creates it)"]
         return [f"serving endpoint   {name}: {exc.error_code} ({exc})"]
     routes = {r.served_entity_name: r.traffic_percentage for r in endpoint.config.traffic_config.routes}
     served = ", ".join(
