@@ -38,7 +38,6 @@ def test_airflow_components_trust_the_devstack_ca(tmp_path, monkeypatch):
     """`make up`'s Airflow reaches the workspaces over TLS: its env carries the CA bundle."""
     from devstack.airflow_stack import AirflowState, airflow_env
 
-
     state = AirflowState(tmp_path)
     state.home.mkdir(parents=True)
     bundle = tmp_path / "tls" / "ca-bundle.pem"

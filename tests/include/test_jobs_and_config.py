@@ -84,7 +84,9 @@ def test_registry_operators_use_the_databricks_connection_for_unity_catalog():
         "databricks_conn_id": "databricks_dev",
         "registry_uri": "databricks-uc",
     }
-    assert registry_connection(load_config(overlay="devstack")) == registry_connection(load_config(overlay=""))
+    assert registry_connection(load_config(overlay="devstack")) == registry_connection(
+        load_config(overlay="")
+    )
     assert registry_connection({"registry": {"uri": None, "mlflow_conn_id": "mlflow_default"}}) == {
         "mlflow_conn_id": "mlflow_default"
     }
