@@ -6,6 +6,7 @@ Each server starts once per session on 127.0.0.1 and is stopped when the session
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -41,16 +42,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 # --------------------------------------------------------------------------- MLflow
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_process_uris_restored():
-    """MLflow's process-wide tracking and registry URIs as they were before each test.
+@contextlib.contextmanager
+def _mlflow_process_uris_kept():
+    """MLflow's process-wide tracking and registry URIs as they were, once the block ends.
 
-    Tests that configure MLflow as a notebook does (``mlflow.set_registry_uri("databricks-uc")``)
-    would otherwise send the tests after them to a workspace that no longer runs.
+    Code that configures MLflow as a notebook does (``mlflow.set_registry_uri("databricks-uc")``)
+    sets module globals AND exports them to the environment, and ``set_registry_uri(None)``
+    clears only the global: the tests after it would reach a workspace that no longer runs.
     """
     import sys
 
-    def uris_module():
+    def uris_modules():
         # Only once the test process has imported mlflow: importing it here would defeat the
         # parse-time test that checks DAG files load no heavy library.
         if "mlflow" not in sys.modules:
@@ -60,20 +62,34 @@ def _mlflow_process_uris_restored():
 
         return tracking_utils, registry_utils
 
-    # mlflow.set_*_uri also exports the URI to the environment, for subprocesses.
     env_names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved_env = {name: os.environ.get(name) for name in env_names}
-    tracking_utils, registry_utils = uris_module()
+    tracking_utils, registry_utils = uris_modules()
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri) if tracking_utils else (None, None)
-    yield
-    for name, value in saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    tracking_utils, registry_utils = uris_module()
-    if tracking_utils:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        tracking_utils, registry_utils = uris_modules()
+        if tracking_utils:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_per_test():
+    with _mlflow_process_uris_kept():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_uris_per_module():
+    """The same around a module, for its module-scoped fixtures."""
+    with _mlflow_process_uris_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -449,7 +449,7 @@ def _self_hosted_scenario(life: Lifecycle, airflow) -> None:
 
 
 @pytest.fixture(scope="module")
-def self_hosted(tmp_path_factory, airflow):
+def self_hosted(tmp_path_factory):
     """A team's own MLflow server instead of Unity Catalog: train -> release -> score.
 
     It runs on a devstack of its own, fault-free, started only when the two lifecycles above
@@ -463,6 +463,10 @@ def self_hosted(tmp_path_factory, airflow):
     """
     import os
 
+    # Its own Airflow metadata DB, as the team's own deployment: the Assets of the lifecycle
+    # DAGs are named alike on both roads, while their URIs name the model of each.
+    airflow = RecordingAirflowRunner(tmp_path_factory.mktemp("airflow-self-hosted"))
+    airflow.migrate()
     life = _start("self-hosted", tmp_path_factory)
     url = life.stack["mlflow"]["url"]
     previous = os.environ.get(SELF_HOSTED_URL_VAR)

@@ -80,6 +80,7 @@ def test_release_dag_deploys_its_jobs_without_jinja():
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder="dags/mlops_release.py").dags["mlops_release"]
-    deploys = [t for t in dag.tasks if t.task_id.startswith("deploy_")]
+    deploys = [t for t in dag.tasks if t.task_id.startswith("deploy_") and t.task_id.endswith("_job")]
+    assert {t.task_id for t in deploys} == {"deploy_validation_job", "deploy_scoring_job"}
     assert deploys and all(isinstance(t, DatabricksDeployJobOperator) for t in deploys)
     assert all("json" not in t.template_fields for t in deploys)
