@@ -24,3 +24,10 @@ def save(name: str, figures: dict) -> Path:
     path.write_text(text)
     print(text)
     return path
+
+
+def timed(fn, *args, **kwargs) -> float:
+    """Seconds one call of ``fn`` takes."""
+    started = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - started

@@ -24,14 +24,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.results_file import save  # noqa: E402
+from benchmarks.results_file import save, timed  # noqa: E402
 
 TOKEN = "dapi-bench-uc-artifacts"
 
@@ -44,12 +43,6 @@ def make_payload(root: Path, mb: int, files: int) -> Path:
         (src / f"part-{i}.bin").write_bytes(os.urandom(size))
     (src / "MLmodel").write_text("flavors: {}\n")
     return src
-
-
-def timed(fn, *args, **kwargs) -> float:
-    started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:

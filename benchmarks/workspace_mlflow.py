@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.results_file import save  # noqa: E402
+from benchmarks.results_file import save, timed  # noqa: E402
 
 TOKEN = "dapi-bench-workspace-mlflow"
 
@@ -37,12 +37,6 @@ TOKEN = "dapi-bench-workspace-mlflow"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def timed(fn, *args, **kwargs) -> float:
-    started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,7 @@ from include.assets import CHALLENGER, CHAMPION
 from include.config import environment, load_config
 from include.dag_helpers import MACROS, registry_connection, xcom
 from include.jobs import render_job
-from include.serving_config import serving_settings
+from include.serving_config import endpoint_operator_kwargs, serving_settings
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
@@ -225,14 +225,7 @@ with DAG(
         branch >> [approve_release, promote]
         approve_release >> promote
     else:
-        endpoint = {
-            "databricks_conn_id": PROD["databricks_conn_id"],
-            "endpoint_name": SERVING["endpoint_name"],
-            "model_name": SERVING["model_name"],
-            "timeout_seconds": SERVING["timeout_seconds"],
-            "poll_interval": TUNING["polling_period_seconds"],
-            "deferrable": TUNING["deferrable"],
-        }
+        endpoint = endpoint_operator_kwargs(CONFIG, SERVING)
         copy_to_prod = CopyModelVersionOperator(
             task_id="copy_to_prod",
             trigger_rule="none_failed_min_one_success",

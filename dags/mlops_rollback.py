@@ -26,7 +26,7 @@ from mlops.serving import ServingEndpointOperator
 from include.assets import CHAMPION
 from include.config import load_config
 from include.dag_helpers import registry_connection
-from include.serving_config import serving_settings
+from include.serving_config import endpoint_operator_kwargs, serving_settings
 
 CONFIG = load_config()
 MODEL = CONFIG["model"]
@@ -90,14 +90,7 @@ with DAG(
             )
 
         target = plan_rollback()
-        endpoint = {
-            "databricks_conn_id": PROD["databricks_conn_id"],
-            "endpoint_name": SERVING["endpoint_name"],
-            "model_name": SERVING["model_name"],
-            "timeout_seconds": SERVING["timeout_seconds"],
-            "poll_interval": TUNING["polling_period_seconds"],
-            "deferrable": TUNING["deferrable"],
-        }
+        endpoint = endpoint_operator_kwargs(CONFIG, SERVING)
         serve_target = ServingEndpointOperator(
             task_id="serve_rollback_target",
             **endpoint,

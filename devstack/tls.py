@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import ipaddress
+import logging
 import socket
 import ssl
 from pathlib import Path
@@ -180,3 +181,18 @@ def maybe_wrap(sock, context: ssl.SSLContext | None, timeout: float = 10.0):
     if first == b"\x16":  # TLS record type 22: handshake
         return context.wrap_socket(sock, server_side=True)
     return sock
+
+
+class OptionalTLSServerMixin:
+    """For a socketserver with an ``ssl_context`` attribute: one port, both schemes. TLS when the
+    client opens with a handshake, plain HTTP otherwise (see :func:`maybe_wrap`)."""
+
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address) -> None:
+        try:
+            request = maybe_wrap(request, self.ssl_context)
+        except (ssl.SSLError, OSError) as exc:
+            logging.getLogger(__name__).debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        super().finish_request(request, client_address)

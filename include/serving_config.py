@@ -56,3 +56,16 @@ def serving_settings(config: dict) -> dict[str, Any] | None:
         "max_p99_ms": float(canary.get("max_p99_ms", 250)),
         "smoke_rows": int(canary.get("smoke_rows", 100)),
     }
+
+
+def endpoint_operator_kwargs(config: dict, serving: dict) -> dict[str, Any]:
+    """The settings every serving-endpoint task of a DAG shares: where the endpoint is, which
+    model it serves, and how long and how often to wait for it (include/config ``tuning``)."""
+    return {
+        "databricks_conn_id": config["environments"]["prod"]["databricks_conn_id"],
+        "endpoint_name": serving["endpoint_name"],
+        "model_name": serving["model_name"],
+        "timeout_seconds": serving["timeout_seconds"],
+        "poll_interval": config["tuning"]["polling_period_seconds"],
+        "deferrable": config["tuning"]["deferrable"],
+    }

@@ -32,7 +32,7 @@ MSI_PATH = "/msi/token"
 IMDS_INSTANCE_PATH = "/metadata/instance"
 
 
-class EntraHTTPServer(ThreadingHTTPServer):
+class EntraHTTPServer(tls.OptionalTLSServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -40,14 +40,6 @@ class EntraHTTPServer(ThreadingHTTPServer):
         self.directory = directory
         self.ssl_context = ssl_context
         super().__init__(address, _Handler)
-
-    def finish_request(self, request, client_address) -> None:
-        try:
-            request = tls.maybe_wrap(request, self.ssl_context)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            return
-        super().finish_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -57,7 +57,7 @@ def build_router(ctx: WorkspaceContext) -> Router:
     return router
 
 
-class WorkspaceHTTPServer(ThreadingHTTPServer):
+class WorkspaceHTTPServer(tls.OptionalTLSServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
@@ -71,15 +71,6 @@ class WorkspaceHTTPServer(ThreadingHTTPServer):
         ctx.services["http_timings"] = self.timings
         self.ssl_context = tls.server_context(ctx.tls_cert, ctx.tls_key) if ctx.tls_cert else None
         super().__init__((ctx.host, ctx.port), _Handler)
-
-    def finish_request(self, request, client_address) -> None:
-        # One port, both schemes: TLS when the client opens with a handshake (devstack.tls).
-        try:
-            request = tls.maybe_wrap(request, self.ssl_context)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            return
-        super().finish_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
