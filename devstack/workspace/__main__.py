@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack.workspace.app import Workspace
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.server import serve
 from devstack.workspace.store import Store
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         serving_idle_seconds=args.serving_idle_seconds,
     )
     _attach_storage(ctx, args)
-    server = serve(ctx)
+    workspace = Workspace(ctx)
+    server = serve(workspace)
 
     stopping = threading.Event()
 
@@ -184,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-        for hook in reversed(ctx.on_shutdown):
-            try:
-                hook()
-            except Exception:
-                logging.getLogger("devstack.workspace").exception("shutdown hook failed")
-        ctx.store.close()
+        workspace.close()
     print(f"workspace {ctx.name} stopped", flush=True)
     return 0
 

@@ -1,16 +1,14 @@
 """The HTTP front of an emulated workspace: auth, JSON in/out, Databricks-shaped errors, faults.
 
-Every API module listed in :data:`API_MODULES` registers its routes on one :class:`Router`.
+The routes come from devstack.workspace.routes, through the assembled :class:`Workspace`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import random
 import ssl
-import threading
 import time
 from collections import deque
 from http import HTTPStatus
@@ -20,41 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from devstack import tls
 from devstack.workspace.api import ApiError, Request, Response, Router
+from devstack.workspace.app import Workspace
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.iam import api as iam_api
 from devstack.workspace.multipart import is_form_data, parse_form_data
 
 log = logging.getLogger("devstack.workspace")
 
-# Modules under devstack.workspace that expose ``register(router, ctx)``.
-API_MODULES = (
-    "workspace_objects",
-    "iam.api",  # after workspace_objects: each new principal gets its /Users home folder
-    "secrets",
-    "repos",
-    "clusters",
-    "jobs",
-    "runs",
-    "internal",
-    "runpage",
-    "unity_catalog.api",
-    "files.api",
-    "files.dbfs_api",
-    "mlflow.uc_registry_api",
-    "mlflow.tracking_api",
-    "serving.api",  # after mlflow.uc_registry_api: endpoints serve its model versions
-)
-
 # Calls the notebook drivers make back to their workspace; never subject to fault injection.
 INTERNAL_PREFIX = "/api/2.0/devstack/"
-
-
-def build_router(ctx: WorkspaceContext) -> Router:
-    router = Router()
-    for name in API_MODULES:
-        module = importlib.import_module(f"devstack.workspace.{name}")
-        module.register(router, ctx)
-    return router
 
 
 class WorkspaceHTTPServer(tls.OptionalTLSServerMixin, ThreadingHTTPServer):
@@ -222,10 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-def serve(ctx: WorkspaceContext, ready: threading.Event | None = None) -> WorkspaceHTTPServer:
-    """Build the router and bind the server (not yet serving)."""
-    router = build_router(ctx)
-    server = WorkspaceHTTPServer(ctx, router)
+def serve(workspace: Workspace) -> WorkspaceHTTPServer:
+    """Bind the server for an assembled workspace (not yet serving)."""
+    ctx = workspace.ctx
+    server = WorkspaceHTTPServer(ctx, workspace.router)
     # Port 0 asks the kernel for a free port: report the real one.
     ctx.port = server.server_address[1]
     return server
