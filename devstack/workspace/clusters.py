@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devstack.workspace.api import ApiError, Request, invalid
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, invalid
 
 log = logging.getLogger("devstack.workspace.clusters")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from devstack.workspace.api import invalid
+from devstack.workspace.http import invalid
 
 GIT_TIMEOUT = 120.0
 

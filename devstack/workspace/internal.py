@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from devstack.workspace.api import Request, invalid, not_found
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, invalid, not_found
 from devstack.workspace.runs import manager
 
 MAX_VALUE_BYTES = 48 * 1024  # Databricks' limit on one task value

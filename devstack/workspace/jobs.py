@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from devstack.workspace.api import Request, invalid, not_found, pagination
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, invalid, not_found, pagination
 from devstack.workspace.runs import manager
 from devstack.workspace.scheduler import CREATOR, as_int, normalize_tasks
 from devstack.workspace.store import dumps, loads

@@ -20,8 +20,8 @@ from collections import defaultdict
 from urllib.parse import urlsplit
 
 from devstack.workspace import gitutil
-from devstack.workspace.api import Request, already_exists, invalid, not_found
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, already_exists, invalid, not_found
 from devstack.workspace.store import dumps, loads
 from devstack.workspace.workspace_objects import normalize_path
 

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from devstack.workspace.api import Handler, Router
+from devstack.workspace.http import Handler, Router
 
 if TYPE_CHECKING:
     from devstack.workspace.app import Workspace

@@ -13,8 +13,8 @@ import json
 from html import escape
 from typing import Any
 
-from devstack.workspace.api import Request, Response
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, Response
 from devstack.workspace.runs import manager, render_output, run_page_url
 from devstack.workspace.scheduler import RunRec
 

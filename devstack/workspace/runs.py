@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.api import Request, invalid, pagination
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, invalid, pagination
 from devstack.workspace.scheduler import CREATOR, TERMINAL, RunManager, RunRec, now_ms
 
 VERSIONS = ("2.0", "2.1", "2.2")

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devstack.workspace.api import ApiError, invalid, not_found
 from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id, run_token
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, invalid, not_found
 from devstack.workspace.store import dumps, loads
 
 log = logging.getLogger("devstack.workspace.runs")

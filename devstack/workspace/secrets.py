@@ -11,8 +11,8 @@ import binascii
 import re
 import time
 
-from devstack.workspace.api import ApiError, Request, already_exists, invalid, not_found
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, already_exists, invalid, not_found
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secret_scopes (

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from devstack import tls
-from devstack.workspace.api import ApiError, Request, Response, Router
 from devstack.workspace.app import Workspace
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, Response, Router
 from devstack.workspace.iam import api as iam_api
 from devstack.workspace.multipart import is_form_data, parse_form_data
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.workspace import notebook_files as nbf
-from devstack.workspace.api import ApiError, Request, Response, already_exists, invalid, not_found
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, Response, already_exists, invalid, not_found
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspace_objects (

@@ -9,7 +9,7 @@ import pytest
 from databricks.sdk.errors import BadRequest, NotFound, ResourceConflict
 from databricks.sdk.service import iam
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 from devstack.workspace.iam.backend import Identities
 from devstack.workspace.store import Store
 

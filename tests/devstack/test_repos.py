@@ -18,8 +18,8 @@ from databricks.sdk.errors import NotFound, ResourceAlreadyExists
 from databricks.sdk.service.workspace import ImportFormat, Language, ObjectType
 
 from devstack.services import start_workspace
-from devstack.workspace.api import ApiError
 from devstack.workspace.gitutil import GitSourceCheckouts
+from devstack.workspace.http import ApiError
 from devstack.workspace.notebook_files import find_notebook_file
 from tests.devstack.conftest import git
 

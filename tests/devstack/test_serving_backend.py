@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from devstack.workspace.api import ApiError, not_found
+from devstack.workspace.http import ApiError, not_found
 from devstack.workspace.serving.backend import ServingBackend
 from devstack.workspace.store import Store
 

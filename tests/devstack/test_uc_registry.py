@@ -261,8 +261,8 @@ def test_every_call_of_the_client_has_a_route(tmp_path):
     from mlflow.protos.databricks_uc_registry_service_pb2 import UcModelRegistryService
     from mlflow.utils.rest_utils import _REST_API_PATH_PREFIX, extract_api_info_for_service
 
-    from devstack.workspace.api import Router
     from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.http import Router
     from devstack.workspace.mlflow import uc_registry_api
     from devstack.workspace.store import Store
 
@@ -303,7 +303,7 @@ def test_update_rename_and_delete_as_unity_catalog_does(uc, clients, data):
 
 
 def test_presigned_url_past_its_expiry_is_refused():
-    from devstack.workspace.api import ApiError
+    from devstack.workspace.http import ApiError
     from devstack.workspace.mlflow.uc_registry_backend import PresignedUrls
 
     path = "/Models/dev/ml/m/1/MLmodel"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 from devstack.workspace.unity_catalog.backend import Metastore
 
 # --------------------------------------------------------------------------- the metastore itself

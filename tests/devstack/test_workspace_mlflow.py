@@ -370,8 +370,8 @@ def test_notebooks_reach_their_workspace_at_its_own_address_behind_a_published_p
 
 
 def test_a_workspace_without_mlflow_server_says_how_to_get_one(tmp_path):
-    from devstack.workspace.api import ApiError, Request, Router
     from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.http import ApiError, Request, Router
     from devstack.workspace.mlflow import tracking_api
     from devstack.workspace.store import Store
 

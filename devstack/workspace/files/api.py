@@ -10,9 +10,9 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote
 
-from devstack.workspace.api import ApiError, Request, Response, raw_body
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.files.backend import FilesBackend
+from devstack.workspace.http import ApiError, Request, Response, raw_body
 
 OCTET = "application/octet-stream"
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

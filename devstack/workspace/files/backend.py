@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 from devstack.workspace.unity_catalog.backend import Metastore
 
 MAX_PAGE = 1000  # entries per directory listing page, as documented for list-directory-contents

@@ -15,8 +15,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from devstack.workspace.api import ApiError
 from devstack.workspace.files.backend import write_atomically
+from devstack.workspace.http import ApiError
 from devstack.workspace.runtime.fs import _under
 
 MAX_BLOCK = 1024 * 1024  # put contents and add-block data, decoded

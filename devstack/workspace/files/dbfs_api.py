@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import binascii
 
-from devstack.workspace.api import ApiError, Request
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.files.dbfs import Dbfs
+from devstack.workspace.http import ApiError, Request
 
 
 def _decode(field: str, value) -> bytes:

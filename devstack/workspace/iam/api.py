@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from devstack.workspace.api import Request, Response, Router, invalid
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, Response, Router, invalid
 from devstack.workspace.iam.backend import (
     EntraTrust,
     Identities,

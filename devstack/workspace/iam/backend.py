@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 from devstack.workspace.store import Store, dumps, loads
 
 log = logging.getLogger("devstack.workspace.iam")

@@ -21,8 +21,8 @@ from mlflow.protos import databricks_artifacts_pb2 as artifacts_pb2
 from mlflow.protos import databricks_pb2, service_pb2
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from devstack.workspace.api import ApiError, Request, Response, raw_body
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, Response, raw_body
 from devstack.workspace.mlflow.tracking_backend import (
     WORKSPACE_TAG,
     ArtifactSigner,

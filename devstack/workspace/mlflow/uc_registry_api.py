@@ -13,8 +13,8 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from devstack.workspace.api import ApiError, Request, Response, invalid, raw_body
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, Response, invalid, raw_body
 from devstack.workspace.mlflow.uc_registry_backend import PresignedUrls, UcModelRegistry, Version
 
 PRESIGNED_PATH = "/presigned/files"

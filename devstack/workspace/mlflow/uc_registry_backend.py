@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 
 # Reserved tag prefix: tags under it are the emulator's bookkeeping, never shown through UC.
 RESERVED_TAG_PREFIX = "devstack.uc."

@@ -64,7 +64,7 @@ class StorageMap:
         return _under(self._external_volume(catalog, schema, volume), "/".join(parts[3:]))
 
     def _external_volume(self, catalog: str, schema: str, volume: str) -> Path:
-        from devstack.workspace.api import ApiError
+        from devstack.workspace.http import ApiError
         from devstack.workspace.unity_catalog.backend import Metastore
 
         metastore = Metastore(self.metastore_dir, lambda url: abfss_to_local(url, self.accounts))

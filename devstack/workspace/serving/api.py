@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.api import ApiError, Request, Response, invalid
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import ApiError, Request, Response, invalid
 from devstack.workspace.iam import api as iam_api
 from devstack.workspace.serving.backend import ServingBackend
 

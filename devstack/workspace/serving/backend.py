@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from devstack.workspace.api import ApiError, invalid, not_found
+from devstack.workspace.http import ApiError, invalid, not_found
 from devstack.workspace.store import Store, dumps, loads
 
 log = logging.getLogger("devstack.workspace.serving")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.api import Request, invalid
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http import Request, invalid
 from devstack.workspace.unity_catalog.backend import Metastore
 
 PREFIX = "unity-catalog"

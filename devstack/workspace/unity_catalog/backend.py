@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devstack.workspace.api import ApiError
+from devstack.workspace.http import ApiError
 from devstack.workspace.store import Store, dumps, loads
 
 SCHEMA = """

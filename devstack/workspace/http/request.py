@@ -1,45 +1,16 @@
-"""The small HTTP toolkit every API module of the emulated workspace builds on.
-
-API modules (jobs, runs, workspace, secrets, repos, clusters, ...) each expose
-``register(router, ctx)`` and add handlers with ``router.add(method, versions, path, handler)``.
-A handler takes a :class:`Request` and returns a JSON-able dict (status 200), or raises
-:class:`ApiError`, whose body is Databricks' ``{"error_code": ..., "message": ...}``.
-"""
+"""One API call as handlers see it (:class:`Request`), a non-JSON answer (:class:`Response`), and
+the parameter rules shared by every API module (type coercion, pagination, raw bodies)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.workspace.http.errors import invalid
+
 _MISSING = object()
-
-
-class ApiError(Exception):
-    """An error answered as Databricks does: an HTTP status, an error code and a message."""
-
-    def __init__(self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.error_code = error_code
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {"error_code": self.error_code, "message": self.message}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
-
-
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "RESOURCE_DOES_NOT_EXIST", message)
-
-
-def already_exists(message: str) -> ApiError:
-    return ApiError(400, "RESOURCE_ALREADY_EXISTS", message)
 
 
 @dataclass
@@ -156,37 +127,3 @@ def raw_body(handler: Handler) -> Handler:
     """Mark a handler whose body is file content: the server hands it over undecoded."""
     handler.raw_body = True  # type: ignore[attr-defined]
     return handler
-
-
-class Router:
-    """Maps (method, /api/<version>/<path>) to handlers; ``{name}`` segments are path parameters."""
-
-    def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern, Handler]] = []
-        self._paths: set[str] = set()
-
-    def add(self, method: str, versions: Iterable[str] | str, path: str, handler: Handler) -> None:
-        if isinstance(versions, str):
-            versions = [versions]
-        for version in versions:
-            prefix = f"/api/{version}" if version else ""
-            full = prefix + "/" + path.lstrip("/")
-            # {name:path} takes the rest of the path, slashes included (Files API: fs/files{path}).
-            pattern = re.sub(r"\{(\w+):path\}", r"(?P<\1>/.*)", full)
-            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
-            self._routes.append((method.upper(), re.compile(f"^{pattern}/?$"), handler))
-            self._paths.add(full)
-
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        """Find the handler, or raise 404 ENDPOINT_NOT_FOUND (405 when only the method is wrong)."""
-        path_matched = False
-        for route_method, pattern, handler in self._routes:
-            found = pattern.match(path)
-            if not found:
-                continue
-            path_matched = True
-            if route_method == method.upper():
-                return handler, found.groupdict()
-        if path_matched:
-            raise ApiError(405, "BAD_REQUEST", f"Method {method} is not allowed for {path}")
-        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
