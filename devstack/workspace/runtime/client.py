@@ -61,6 +61,9 @@ class DriverProcess:
     :param spark_conf: Spark properties applied when Spark starts.
     :param storage: where ``/Volumes`` (the shared metastore) and ``abfss://`` paths live; by
         default volumes sit under ``data_dir`` and no storage account is known.
+    :param python: the interpreter of the cluster's Python environment
+        (:class:`~devstack.workspace.runtime.environment.PythonEnvironment`); by default the
+        workspace's own.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class DriverProcess:
         env: dict[str, str] | None = None,
         spark_conf: dict[str, str] | None = None,
         storage: StorageMap | None = None,
+        python: str | Path | None = None,
     ):
         self.cluster_id = cluster_id
         # Absolute: the driver runs with cluster_dir as its working directory.
@@ -84,6 +88,7 @@ class DriverProcess:
         self.env = dict(env or {})
         self.spark_conf = dict(spark_conf or {})
         self.storage = storage
+        self.python = str(python or sys.executable)
         self.log_path = self.cluster_dir / "driver.log"
         self._popen: subprocess.Popen | None = None
         self._ctrl: Any = None  # write end of the control pipe (file object)
@@ -136,7 +141,7 @@ class DriverProcess:
         if self.storage is not None:
             env["DEVSTACK_DRIVER_STORAGE"] = self.storage.to_json()
         cmd = [
-            sys.executable,
+            self.python,
             "-m",
             "devstack.workspace.runtime.driver",
             "--cluster-id", self.cluster_id,
