@@ -32,7 +32,7 @@ class Route:
 SELF_REGISTERING = (
     "workspace_objects",
     "iam.api",  # after workspace_objects: each new principal gets its /Users home folder
-    "secrets",
+    "secrets.api",
     "repos",
     "clusters",
     "jobs",
