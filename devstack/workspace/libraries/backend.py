@@ -242,17 +242,22 @@ class LibrariesBackend:
 
     # ------------------------------------------------------------------ installing
 
-    def install_for_task(self, cluster_id: str, libraries: list[dict[str, Any]]) -> None:
+    def install_for_task(self, cluster_id: str, libraries: list[dict[str, Any]] | None) -> None:
         """Install a task's libraries into its cluster's environment before the task runs.
 
-        Libraries the cluster already has are not installed again. Raises
-        :class:`LibraryInstallError` with the message the run shows.
+        Called for every task: the cluster's libraries still pending from the API are installed
+        first (their failure shows in the cluster's library statuses, not on the run). Libraries
+        the cluster already has are not installed again. Raises :class:`LibraryInstallError`
+        with the message the run shows.
         """
-        if not libraries:
-            return
         cluster = self._cluster(cluster_id)
+        if not libraries and not cluster.libraries:
+            return
         with cluster.install_lock:
-            for library in libraries:
+            for state in list(cluster.libraries):
+                if state.from_api and state.status == PENDING:
+                    self._install(cluster, state)
+            for library in libraries or []:
                 state = cluster.find(library)
                 if state is None:
                     state = LibraryState(library)
@@ -345,6 +350,42 @@ class LibrariesBackend:
     def remove_all(self) -> None:
         """Delete every environment (the workspace's data dir is being reset)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class LibraryFiles:
+    """Reads library files where Databricks takes them from.
+
+    ``/Workspace/...`` through the workspace's own export API (as a cluster node downloads them),
+    everything else (``/Volumes/...``, ``abfss://``, ``dbfs:/``) from the workspace's storage.
+
+    :param workspace_url: where the workspace answers (its local address).
+    :param token: a fresh token for one read.
+    :param storage: the workspace's :class:`~devstack.workspace.runtime.fs.StorageMap`.
+    """
+
+    def __init__(self, workspace_url: str, token: Callable[[], str], storage: Any):
+        self.workspace_url = workspace_url
+        self.token = token
+        self.storage = storage
+
+    def __call__(self, path: str) -> bytes:
+        if path.startswith("/Workspace/"):
+            import base64
+
+            from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
+
+            client = WorkspaceClient(self.workspace_url, self.token())
+            try:
+                answer = client.get(
+                    "/api/2.0/workspace/export", path=path[len("/Workspace") :], format="SOURCE"
+                )
+            except WorkspaceApiError as exc:
+                raise FileNotFoundError(exc.message) from None
+            return base64.b64decode(answer.get("content") or "")
+        local = self.storage.to_local(path)
+        if not local.is_file():
+            raise FileNotFoundError(f"no such file ({path})")
+        return local.read_bytes()
 
 
 def _pip_failure(cluster_id: str, output: str) -> str:
