@@ -82,6 +82,10 @@ class Runtime:
 
     def run(self, execution: Execution) -> dict[str, Any]:
         """Run ``execution`` in the calling thread and return its result dict."""
+        if execution.task.get("kind") in ("command", "command_context_destroy"):
+            from devstack.workspace.runtime.commands import run_command  # Command Execution API 1.2
+
+            return run_command(self, execution)
         ensure_hooks()
         execution.enter()
         state, value, error, trace = "SUCCESS", None, None, None

@@ -1,0 +1,1 @@
+"""Command Execution API 1.2: execution contexts and commands on all-purpose clusters."""
