@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from devstack.workspace.http import Handler, Router
+from devstack.workspace.repos.api import ReposApi
+from devstack.workspace.secrets.api import SecretsApi
+from devstack.workspace.workspace_files.api import WorkspaceFilesApi
 
 if TYPE_CHECKING:
     from devstack.workspace.app import Workspace
@@ -30,10 +33,7 @@ class Route:
 
 # Modules under devstack.workspace that still expose ``register(router, ctx)``.
 SELF_REGISTERING = (
-    "workspace_objects",
-    "iam.api",  # after workspace_objects: each new principal gets its /Users home folder
-    "secrets.api",
-    "repos",
+    "iam.api",
     "clusters",
     "jobs",
     "runs",
@@ -50,7 +50,46 @@ SELF_REGISTERING = (
 
 def route_table(ws: Workspace) -> list[Route]:
     """Every route of the services built by :class:`~devstack.workspace.app.Workspace`."""
-    return []
+    rows: list[Route] = []
+
+    # --- workspace_files: notebooks, files and folders of the workspace tree
+    workspace = WorkspaceFilesApi(ws.workspace_tree)
+    rows += [
+        Route("POST", "2.0", "workspace/import", workspace.import_),
+        Route("GET", "2.0", "workspace/export", workspace.export),
+        Route("GET", "2.0", "workspace/get-status", workspace.get_status),
+        Route("GET", "2.0", "workspace/list", workspace.list),
+        Route("POST", "2.0", "workspace/mkdirs", workspace.mkdirs),
+        Route("POST", "2.0", "workspace/delete", workspace.delete),
+    ]
+
+    # --- secrets: scopes, secrets, scope ACLs
+    secrets = SecretsApi(ws.secrets)
+    rows += [
+        Route("POST", "2.0", "secrets/scopes/create", secrets.create_scope),
+        Route("GET", "2.0", "secrets/scopes/list", secrets.list_scopes),
+        Route("POST", "2.0", "secrets/scopes/delete", secrets.delete_scope),
+        Route("POST", "2.0", "secrets/put", secrets.put),
+        Route("GET", "2.0", "secrets/list", secrets.list_secrets),
+        Route("GET", "2.0", "secrets/get", secrets.get),
+        Route("POST", "2.0", "secrets/delete", secrets.delete),
+        Route("POST", "2.0", "secrets/acls/put", secrets.put_acl),
+        Route("GET", "2.0", "secrets/acls/get", secrets.get_acl),
+        Route("GET", "2.0", "secrets/acls/list", secrets.list_acls),
+        Route("POST", "2.0", "secrets/acls/delete", secrets.delete_acl),
+    ]
+
+    # --- repos: Git folders
+    repos = ReposApi(ws.repos)
+    rows += [Route("POST", "2.0", "repos", repos.create), Route("GET", "2.0", "repos", repos.list)]
+    # The Airflow provider calls "2.0/repos/" + "/" + id; Databricks accepts the double slash.
+    for item in ("repos/{repo_id}", "repos//{repo_id}"):
+        rows += [
+            Route("GET", "2.0", item, repos.get),
+            Route("PATCH", "2.0", item, repos.update),
+            Route("DELETE", "2.0", item, repos.delete),
+        ]
+    return rows
 
 
 def build_router(ws: Workspace) -> Router:

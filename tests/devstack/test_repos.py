@@ -18,9 +18,9 @@ from databricks.sdk.errors import NotFound, ResourceAlreadyExists
 from databricks.sdk.service.workspace import ImportFormat, Language, ObjectType
 
 from devstack.services import start_workspace
-from devstack.workspace.gitutil import GitSourceCheckouts
 from devstack.workspace.http import ApiError
-from devstack.workspace.notebook_files import find_notebook_file
+from devstack.workspace.repos.backend import GitSourceCheckouts
+from devstack.workspace.runtime.notebook import find_notebook_file
 from tests.devstack.conftest import git
 
 

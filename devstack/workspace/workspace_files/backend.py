@@ -1,4 +1,4 @@
-"""Workspace API 2.0: notebooks, files and folders of the emulated workspace.
+"""The workspace tree: notebooks, files and folders (the state behind the Workspace API 2.0).
 
 Folders, notebooks and files live in the SQLite store (table ``workspace_objects``), so a
 restart keeps them. A Git folder (Repo) is a ``REPO`` row there; everything below it is served
@@ -9,8 +9,6 @@ from its checkout on disk (``<data dir>/repos/<repo id>``), where notebooks are 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import posixpath
 import shutil
 import time
@@ -19,9 +17,9 @@ from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
-from devstack.workspace import notebook_files as nbf
-from devstack.workspace.context import WorkspaceContext
-from devstack.workspace.http import ApiError, Request, Response, already_exists, invalid, not_found
+from devstack.workspace.http import ApiError, already_exists, invalid, not_found
+from devstack.workspace.runtime import notebook as nbf
+from devstack.workspace.store import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspace_objects (
@@ -98,16 +96,34 @@ class Entry:
 
 
 class WorkspaceTree:
-    """Read and write the workspace tree; ``ctx.services["workspace"]``."""
+    """Read and write the workspace tree.
 
-    def __init__(self, ctx: WorkspaceContext):
-        self.ctx = ctx
-        self.store = ctx.store
+    :param store: the workspace's store (table ``workspace_objects``).
+    :param data_dir: the workspace's data directory; Git folders are checked out under ``repos/``.
+    """
+
+    def __init__(self, store: Store, data_dir: Path):
+        self.store = store
+        self.data_dir = data_dir
+        store.ensure_schema(SCHEMA)
+        stamp = now_ms()
+        with store.tx() as conn:
+            conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'workspace_objects', ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'workspace_objects')",
+                (FIRST_OBJECT_ID,),
+            )
+            for folder in ROOT_FOLDERS:
+                conn.execute(
+                    "INSERT OR IGNORE INTO workspace_objects (path, parent, object_type, created_at, modified_at) "
+                    "VALUES (?, ?, 'DIRECTORY', ?, ?)",
+                    (folder, None if folder == "/" else "/", stamp, stamp),
+                )
 
     # ------------------------------------------------------------------ lookups
 
     def repo_dir(self, repo_id: int) -> Path:
-        return self.ctx.data_dir / "repos" / str(repo_id)
+        return self.data_dir / "repos" / str(repo_id)
 
     def _repo_at_or_above(self, path: str):
         return self.store.one(
@@ -367,67 +383,10 @@ class WorkspaceTree:
         )
         return cur.lastrowid
 
+    # ------------------------------------------------------------------ import and export
 
-# ---------------------------------------------------------------------- HTTP handlers
-
-
-def _upper_choice(req: Request, field: str, choices: tuple[str, ...], default: str | None) -> str | None:
-    value = req.get(field, str)
-    if value is None:
-        return default
-    value = value.upper()
-    if value not in choices:
-        raise invalid(f"Invalid value for field {field}: {value!r}; expected one of {', '.join(choices)}.")
-    return value
-
-
-def _content(req: Request) -> bytes:
-    value = req.get("content")
-    if value is None:
-        raise invalid("Missing required field: content (the base64-encoded notebook or file).")
-    if isinstance(value, bytes):  # a multipart upload carries the raw bytes
-        return value
-    if not isinstance(value, str):
-        raise invalid(
-            f"Invalid value for field content: expected a base64 string, got {type(value).__name__}"
-        )
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid("Invalid value for field content: it is not valid base64.") from None
-
-
-def _text(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise invalid(f"Invalid value for field content: the notebook {path} is not UTF-8 text.") from None
-
-
-def register(router, ctx: WorkspaceContext) -> None:
-    ctx.store.ensure_schema(SCHEMA)
-    tree = WorkspaceTree(ctx)
-    stamp = now_ms()
-    with ctx.store.tx() as conn:
-        conn.execute(
-            "INSERT INTO sqlite_sequence (name, seq) SELECT 'workspace_objects', ? "
-            "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'workspace_objects')",
-            (FIRST_OBJECT_ID,),
-        )
-        for folder in ROOT_FOLDERS:
-            conn.execute(
-                "INSERT OR IGNORE INTO workspace_objects (path, parent, object_type, created_at, modified_at) "
-                "VALUES (?, ?, 'DIRECTORY', ?, ?)",
-                (folder, None if folder == "/" else "/", stamp, stamp),
-            )
-    ctx.services["workspace"] = tree
-
-    def import_(req: Request):
-        path = normalize_path(req.require("path", str))
-        fmt = _upper_choice(req, "format", IMPORT_FORMATS, "SOURCE")
-        language = _upper_choice(req, "language", nbf.LANGUAGES, None)
-        overwrite = req.get("overwrite", bool, False)
-        data = _content(req)
+    def import_object(self, path: str, fmt: str, language: str | None, data: bytes, overwrite: bool) -> None:
+        """Import ``data`` at ``path`` in format SOURCE, JUPYTER, RAW or AUTO (told by the extension)."""
         if fmt == "AUTO":
             detected = nbf.source_language(path, data)
             if path.lower().endswith(".ipynb"):
@@ -443,75 +402,55 @@ def register(router, ctx: WorkspaceContext) -> None:
                     "PYTHON, SQL, SCALA or R (or use format AUTO with a file extension)."
                 )
             source = nbf.with_header(_text(data, path), language)
-            tree.put(path, "NOTEBOOK", source.encode(), language, overwrite)
+            self.put(path, "NOTEBOOK", source.encode(), language, overwrite)
         elif fmt == "JUPYTER":
             try:
                 source, nb_language = nbf.ipynb_to_source(data)
             except ValueError as exc:
                 raise invalid(f"Invalid value for field content: {path} is {exc}.") from None
-            tree.put(path, "NOTEBOOK", source.encode(), nb_language, overwrite)
+            self.put(path, "NOTEBOOK", source.encode(), nb_language, overwrite)
         elif fmt == "RAW":
-            tree.put(path, "FILE", data, None, overwrite)
+            self.put(path, "FILE", data, None, overwrite)
         else:
             raise invalid(
                 f"Invalid value for field format: {fmt} is not supported here; use SOURCE, JUPYTER, AUTO or RAW."
             )
-        return {}
 
-    def export(req: Request):
-        path = normalize_path(req.require("path", str))
-        fmt = _upper_choice(req, "format", EXPORT_FORMATS, "SOURCE")
-        direct = req.get("direct_download", bool, False)
-        entry = tree.get(path)
+    def export_object(self, path: str, fmt: str) -> tuple[bytes, str]:
+        """(content, file type) of the notebook or file at ``path``, in format ``fmt``."""
+        entry = self.get(path)
         if entry.object_type == "NOTEBOOK":
-            source = tree.read(entry)
+            source = self.read(entry)
             if fmt in ("SOURCE", "AUTO", "RAW"):
-                data, file_type = source, nbf.EXTENSION[entry.language]
-            elif fmt == "JUPYTER":
-                data, file_type = nbf.source_to_ipynb(source.decode("utf-8"), entry.language), "ipynb"
-            else:
-                raise invalid(
-                    f"Invalid value for field format: {fmt} export is not supported here; use SOURCE or JUPYTER."
-                )
-        elif entry.object_type == "FILE":
+                return source, nbf.EXTENSION[entry.language]
+            if fmt == "JUPYTER":
+                return nbf.source_to_ipynb(source.decode("utf-8"), entry.language), "ipynb"
+            raise invalid(
+                f"Invalid value for field format: {fmt} export is not supported here; use SOURCE or JUPYTER."
+            )
+        if entry.object_type == "FILE":
             if fmt not in ("SOURCE", "AUTO", "RAW"):
                 raise invalid(
                     f"Invalid value for field format: {path} is a file; export it as SOURCE, AUTO or RAW."
                 )
-            data, file_type = tree.read(entry), posixpath.splitext(path)[1].lstrip(".")
-        else:
-            raise invalid(
-                f"Exporting the folder {path} is not supported here; export its notebooks one by one."
-            )
-        if direct:
-            return Response(body=data, content_type="application/octet-stream")
-        return {"content": base64.b64encode(data).decode("ascii"), "file_type": file_type}
+            return self.read(entry), posixpath.splitext(path)[1].lstrip(".")
+        raise invalid(f"Exporting the folder {path} is not supported here; export its notebooks one by one.")
 
-    def get_status(req: Request):
-        return tree.get(normalize_path(req.require("path", str))).info()
+    def list_objects(self, path: str, notebooks_modified_after: int | None = None) -> list[Entry]:
+        """The objects one level below folder ``path`` (or the object itself when it is no folder)."""
+        entry = self.get(path)
+        objects = self.children(entry) if entry.object_type in ("DIRECTORY", "REPO") else [entry]
+        if notebooks_modified_after is not None:
+            objects = [
+                o
+                for o in objects
+                if o.object_type != "NOTEBOOK" or (o.modified_at or 0) > notebooks_modified_after
+            ]
+        return objects
 
-    def list_(req: Request):
-        entry = tree.get(normalize_path(req.require("path", str)))
-        after = req.get("notebooks_modified_after", int)
-        if entry.object_type not in ("DIRECTORY", "REPO"):
-            objects = [entry]
-        else:
-            objects = tree.children(entry)
-        if after is not None:
-            objects = [o for o in objects if o.object_type != "NOTEBOOK" or (o.modified_at or 0) > after]
-        return {"objects": [o.info() for o in objects]} if objects else {}
 
-    def mkdirs(req: Request):
-        tree.mkdirs(normalize_path(req.require("path", str)))
-        return {}
-
-    def delete(req: Request):
-        tree.delete(normalize_path(req.require("path", str)), req.get("recursive", bool, False))
-        return {}
-
-    router.add("POST", "2.0", "/workspace/import", import_)
-    router.add("GET", "2.0", "/workspace/export", export)
-    router.add("GET", "2.0", "/workspace/get-status", get_status)
-    router.add("GET", "2.0", "/workspace/list", list_)
-    router.add("POST", "2.0", "/workspace/mkdirs", mkdirs)
-    router.add("POST", "2.0", "/workspace/delete", delete)
+def _text(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid(f"Invalid value for field content: the notebook {path} is not UTF-8 text.") from None
