@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from devstack.workspace.http import Handler, Router
+from devstack.workspace.jobs.api import JobsApi
 from devstack.workspace.repos.api import ReposApi
+from devstack.workspace.runs.api import RunsApi
+from devstack.workspace.runs.internal_api import RunsInternalApi
+from devstack.workspace.runs.page import RunPage
 from devstack.workspace.secrets.api import SecretsApi
 from devstack.workspace.workspace_files.api import WorkspaceFilesApi
 
@@ -35,10 +39,6 @@ class Route:
 SELF_REGISTERING = (
     "iam.api",
     "clusters",
-    "jobs",
-    "runs",
-    "internal",
-    "runpage",
     "unity_catalog.api",
     "files.api",
     "files.dbfs_api",
@@ -89,8 +89,47 @@ def route_table(ws: Workspace) -> list[Route]:
             Route("PATCH", "2.0", item, repos.update),
             Route("DELETE", "2.0", item, repos.delete),
         ]
+
+    rows += _jobs_and_runs(ws)
     return rows
 
+
+def _jobs_and_runs(ws: Workspace) -> list[Route]:
+    jobs = JobsApi(ws.jobs, ws.runs)
+    runs = RunsApi(ws.runs, ws.jobs, ws.ctx)
+    internal = RunsInternalApi(ws.runs, ws.run_journal, ws.http_timings)
+    page = RunPage(ws.runs, ws.ctx)
+    v = ("2.0", "2.1", "2.2")
+    return [
+        # --- jobs
+        Route("POST", v, "jobs/create", jobs.create),
+        Route("POST", v, "jobs/reset", jobs.reset),
+        Route("POST", v, "jobs/update", jobs.update),
+        Route("GET", v, "jobs/get", jobs.get),
+        Route("GET", v, "jobs/list", jobs.list),
+        Route("POST", v, "jobs/delete", jobs.delete),
+        Route("POST", v, "jobs/run-now", jobs.run_now),
+        Route("GET", "2.0", "permissions/jobs/{job_id}", jobs.permissions),
+        Route("PATCH", "2.0", "permissions/jobs/{job_id}", jobs.permissions),
+        Route("PUT", "2.0", "permissions/jobs/{job_id}", jobs.permissions),
+        # --- runs
+        Route("POST", v, "jobs/runs/submit", runs.submit),
+        Route("GET", v, "jobs/runs/get", runs.get_run),
+        Route("GET", v, "jobs/runs/get-output", runs.get_output),
+        Route("GET", v, "jobs/runs/list", runs.list_runs),
+        Route("POST", v, "jobs/runs/cancel", runs.cancel),
+        Route("POST", v, "jobs/runs/cancel-all", runs.cancel_all),
+        Route("POST", v, "jobs/runs/repair", runs.repair),
+        Route("POST", v, "jobs/runs/delete", runs.delete),
+        Route("GET", v, "jobs/runs/export", runs.export),
+        # the drivers' callbacks (dbutils.jobs.taskValues) and the workspace's stats
+        Route("POST", "2.0", "devstack/task-values/set", internal.set_value),
+        Route("GET", "2.0", "devstack/task-values/get", internal.get_value),
+        Route("GET", "2.0", "devstack/stats", internal.stats),
+        # the HTML run page behind run_page_url (outside /api)
+        Route("GET", "", "jobs/{job_id}/runs/{run_id}", page.page),
+        Route("GET", "", "jobs/runs/{run_id}", page.page),
+    ]
 
 def build_router(ws: Workspace) -> Router:
     router = Router()

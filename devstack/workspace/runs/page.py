@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import Request, Response
-from devstack.workspace.runs import manager, render_output, run_page_url
-from devstack.workspace.scheduler import RunRec
+from devstack.workspace.runs.api import render_output, run_page_url
+from devstack.workspace.runs.state import RunRec, RunsBackend
+
+if TYPE_CHECKING:
+    from devstack.workspace.context import WorkspaceContext
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1b1b1b}
@@ -45,8 +47,9 @@ def _pre(title: str, text: Any) -> str:
     return f"<h4>{escape(title)}</h4><pre>{escape(text)}</pre>"
 
 
-def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
-    mgr = manager(ctx)
+def render_page(ctx: WorkspaceContext, mgr: RunsBackend, run_id: int) -> tuple[int, str]:
+    """(status, HTML) of the page of run ``run_id``."""
+    base_url = ctx.base_url
     with mgr.lock:
         rec = mgr.runs.get(run_id)
         if rec is None:
@@ -57,7 +60,7 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
         parent = rec if rec.parent_id is None else mgr.runs[rec.parent_id]
         attempts = [mgr.runs[i] for key in parent.task_order for i in parent.attempts.get(key, [])]
         shown = attempts if rec.parent_id is None else [rec]
-        outputs = {t.run_id: render_output(ctx, mgr, t) for t in shown}
+        outputs = {t.run_id: render_output(base_url, mgr, t) for t in shown}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "" if rec.terminal else "<meta http-equiv='refresh' content='3'>",  # follow a live run
@@ -68,7 +71,7 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
     if rec.parent_id is not None:
         parts.append(
             f"<p>Task <b>{escape(rec.task_key or '')}</b> of job run "
-            f'<a href="{escape(run_page_url(ctx, parent))}">{parent.run_id}</a></p>'
+            f'<a href="{escape(run_page_url(base_url, parent))}">{parent.run_id}</a></p>'
         )
     parts += [
         "<table>",
@@ -90,7 +93,7 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
         kind = task.spec.get("job_cluster_key") or task.spec.get("existing_cluster_id") or "new_cluster"
         parts.append(
             f"<tr><td>{escape(task.task_key or '')}</td>"
-            f'<td><a href="{escape(run_page_url(ctx, task))}">{task.run_id}</a></td>'
+            f'<td><a href="{escape(run_page_url(base_url, task))}">{task.run_id}</a></td>'
             f"<td>{task.attempt_number}</td><td>{_state(task)}</td><td>{escape(deps)}</td>"
             f"<td>{escape(task.spec.get('run_if') or 'ALL_SUCCESS')}</td>"
             f"<td>{escape(kind)} {escape(cluster)}</td><td>{escape(task.message or '')}</td></tr>"
@@ -110,14 +113,17 @@ def render_page(ctx: WorkspaceContext, run_id: int) -> tuple[int, str]:
     return 200, "".join(parts)
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    def page(request: Request):
+class RunPage:
+    """The HTML page of one run (job run or task run), at the run_page_url runs/get hands out."""
+
+    def __init__(self, runs: RunsBackend, settings: WorkspaceContext):
+        self.runs = runs
+        self.settings = settings
+
+    def page(self, request: Request):
         try:
             run_id = int(request.path_params["run_id"])
         except ValueError:
             return Response(b"<h1>Not a run id</h1>", status=404)
-        status, html = render_page(ctx, run_id)
+        status, html = render_page(self.settings, self.runs, run_id)
         return Response(html.encode(), status=status)
-
-    router.add("GET", "", "jobs/{job_id}/runs/{run_id}", page)
-    router.add("GET", "", "jobs/runs/{run_id}", page)

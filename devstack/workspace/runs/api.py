@@ -1,16 +1,21 @@
-"""Jobs API runs endpoints (2.0/2.1/2.2): submit, get, get-output, list, cancel, repair, delete.
+"""Jobs API runs endpoints (2.0/2.1/2.2): submit, get, get-output, list, cancel, repair, delete, export.
 
-The scheduling lives in :mod:`devstack.workspace.scheduler`; this module validates requests and
-renders runs exactly in the shape of Databricks' ``Run`` / ``RunTask`` / ``RunOutput`` objects.
+The runs themselves live in :mod:`devstack.workspace.runs.state`; :class:`RunsApi` validates
+requests and renders runs exactly in the shape of Databricks' ``Run`` / ``RunTask`` /
+``RunOutput`` objects.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import Request, invalid, pagination
-from devstack.workspace.scheduler import CREATOR, TERMINAL, RunManager, RunRec, now_ms
+from devstack.workspace.runs.spec import CREATOR
+from devstack.workspace.runs.state import TERMINAL, RunRec, RunsBackend, now_ms
+
+if TYPE_CHECKING:
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.jobs.backend import JobsBackend
 
 VERSIONS = ("2.0", "2.1", "2.2")
 PAGE_LIMIT = 100
@@ -28,20 +33,10 @@ _TERMINATION = {
 }
 
 
-def manager(ctx: WorkspaceContext) -> RunManager:
-    """The workspace's one run manager (created by whichever module registers first)."""
-    found = ctx.services.get("runs")
-    if found is None:
-        found = RunManager(ctx, ctx.services["clusters"])
-        ctx.services["runs"] = found
-        ctx.on_shutdown.append(found.shutdown)
-    return found
-
-
-def run_page_url(ctx: WorkspaceContext, rec: RunRec) -> str:
+def run_page_url(base_url: str, rec: RunRec) -> str:
     if rec.run_type == "SUBMIT_RUN":
-        return f"{ctx.base_url}/jobs/runs/{rec.run_id}"
-    return f"{ctx.base_url}/jobs/{rec.job_id}/runs/{rec.run_id}"
+        return f"{base_url}/jobs/runs/{rec.run_id}"
+    return f"{base_url}/jobs/{rec.job_id}/runs/{rec.run_id}"
 
 
 def _state(rec: RunRec) -> dict[str, Any]:
@@ -94,7 +89,7 @@ def _durations(rec: RunRec) -> dict[str, int]:
     }
 
 
-def render_task(ctx: WorkspaceContext, rec: RunRec, max_parallel: int) -> dict[str, Any]:
+def render_task(base_url: str, rec: RunRec, max_parallel: int) -> dict[str, Any]:
     out = {k: v for k, v in rec.spec.items() if v is not None}
     out.update(
         run_id=rec.run_id,
@@ -104,7 +99,7 @@ def render_task(ctx: WorkspaceContext, rec: RunRec, max_parallel: int) -> dict[s
         status=_status(rec, max_parallel),
         start_time=rec.start_time,
         end_time=rec.end_time or 0,
-        run_page_url=run_page_url(ctx, rec),
+        run_page_url=run_page_url(base_url, rec),
         **_durations(rec),
     )
     out.setdefault("depends_on", [])
@@ -115,8 +110,8 @@ def render_task(ctx: WorkspaceContext, rec: RunRec, max_parallel: int) -> dict[s
 
 
 def render_run(
-    ctx: WorkspaceContext,
-    mgr: RunManager,
+    base_url: str,
+    runs: RunsBackend,
     rec: RunRec,
     *,
     include_tasks: bool = True,
@@ -124,7 +119,7 @@ def render_run(
     include_resolved_values: bool = False,
 ) -> dict[str, Any]:
     """A ``Run`` as runs/get answers it (for a job run or for one task run)."""
-    parent = rec if rec.parent_id is None else mgr.runs[rec.parent_id]
+    parent = rec if rec.parent_id is None else runs.runs[rec.parent_id]
     out: dict[str, Any] = {
         "job_id": rec.job_id,
         "run_id": rec.run_id,
@@ -135,10 +130,10 @@ def render_run(
         "run_name": parent.run_name if rec.parent_id is None else rec.task_key,
         "run_type": rec.run_type,
         "state": _state(rec),
-        "status": _status(rec, mgr.max_parallel),
+        "status": _status(rec, runs.max_parallel),
         "start_time": rec.start_time,
         "end_time": rec.end_time or 0,
-        "run_page_url": run_page_url(ctx, rec),
+        "run_page_url": run_page_url(base_url, rec),
         "format": "MULTI_TASK",
         "trigger": "RETRY" if rec.attempt_number else "ONE_TIME",
         "has_more": False,
@@ -171,16 +166,16 @@ def render_run(
             out["queue"] = {"enabled": True}
     if include_tasks:
         if rec.parent_id is None:
-            tasks = [mgr.runs[i] for key in rec.task_order for i in rec.attempts.get(key, [])]
-            out["tasks"] = [render_task(ctx, t, mgr.max_parallel) for t in tasks]
+            tasks = [runs.runs[i] for key in rec.task_order for i in rec.attempts.get(key, [])]
+            out["tasks"] = [render_task(base_url, t, runs.max_parallel) for t in tasks]
             single = [t for t in tasks if t.cluster_instance]
             if len(rec.task_order) == 1 and single:
                 out["cluster_instance"] = single[-1].cluster_instance
         else:
-            out["tasks"] = [render_task(ctx, rec, mgr.max_parallel)]
+            out["tasks"] = [render_task(base_url, rec, runs.max_parallel)]
     if include_resolved_values and "tasks" in out:
         for task in out["tasks"]:
-            resolved = mgr.runs[task["run_id"]].resolved
+            resolved = runs.runs[task["run_id"]].resolved
             if resolved:
                 task["resolved_values"] = resolved
     if include_history and rec.parent_id is None:
@@ -211,7 +206,7 @@ def render_run(
     return out
 
 
-def render_output(ctx: WorkspaceContext, mgr: RunManager, rec: RunRec) -> dict[str, Any]:
+def render_output(base_url: str, runs: RunsBackend, rec: RunRec) -> dict[str, Any]:
     """A ``RunOutput`` of one task run (or of a job run with a single task)."""
     if rec.parent_id is None:
         if len(rec.task_order) != 1:
@@ -219,10 +214,10 @@ def render_output(ctx: WorkspaceContext, mgr: RunManager, rec: RunRec) -> dict[s
                 f"Retrieving the output of runs with multiple tasks is not supported: run {rec.run_id} has "
                 f"{len(rec.task_order)} tasks. Get the output of each task run (tasks[].run_id of runs/get) instead."
             )
-        task = mgr.runs[rec.attempts[rec.task_order[0]][-1]]
+        task = runs.runs[rec.attempts[rec.task_order[0]][-1]]
     else:
         task = rec
-    out: dict[str, Any] = {"metadata": render_run(ctx, mgr, task)}
+    out: dict[str, Any] = {"metadata": render_run(base_url, runs, task)}
     output = task.output or {}
     if "notebook_task" in task.spec and (output or task.terminal):
         notebook: dict[str, Any] = {"truncated": bool(output.get("truncated"))}
@@ -256,14 +251,23 @@ def _tasks_of_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    mgr = manager(ctx)
+class RunsApi:
+    """The runs endpoints over the runs backend (and the jobs backend, for cancel-all's job check)."""
 
-    def submit(request: Request):
+    def __init__(self, runs: RunsBackend, jobs: JobsBackend, settings: WorkspaceContext):
+        self.runs = runs
+        self.jobs = jobs
+        self.settings = settings
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    def submit(self, request: Request):
         body = _tasks_of_body(request)
-        job_id = mgr.next_id("job")
+        job_id = self.runs.next_id("job")
         settings = {k: v for k, v in body.items() if k not in ("idempotency_token", "access_control_list")}
-        rec = mgr.create_run(
+        rec = self.runs.create_run(
             job_id=job_id,
             run_type="SUBMIT_RUN",
             settings=settings,
@@ -271,7 +275,7 @@ def register(router, ctx: WorkspaceContext) -> None:
         )
         return {"run_id": rec.run_id}
 
-    def get_run(request: Request):
+    def get_run(self, request: Request):
         run_id = request.require("run_id", int)
         include_history = request.get("include_history", bool, False)
         include_resolved = request.get("include_resolved_values", bool, False)
@@ -279,10 +283,14 @@ def register(router, ctx: WorkspaceContext) -> None:
         if token and not token.isdigit():
             raise invalid(f"Invalid value for field page_token: {token!r} is not a token this API returned")
         offset = int(token or 0)
-        with mgr.lock:
-            rec = mgr.get(run_id)
+        with self.runs.lock:
+            rec = self.runs.get(run_id)
             out = render_run(
-                ctx, mgr, rec, include_history=include_history, include_resolved_values=include_resolved
+                self.base_url,
+                self.runs,
+                rec,
+                include_history=include_history,
+                include_resolved_values=include_resolved,
             )
         # Like 2.2: at most 100 entries of each array per page, the other fields repeated on every page.
         more = False
@@ -295,12 +303,12 @@ def register(router, ctx: WorkspaceContext) -> None:
             out["next_page_token"] = str(offset + PAGE_LIMIT)
         return out
 
-    def get_output(request: Request):
+    def get_output(self, request: Request):
         run_id = request.require("run_id", int)
-        with mgr.lock:
-            return render_output(ctx, mgr, mgr.get(run_id))
+        with self.runs.lock:
+            return render_output(self.base_url, self.runs, self.runs.get(run_id))
 
-    def list_runs(request: Request):
+    def list_runs(self, request: Request):
         job_id = request.get("job_id", int)
         active_only = request.get("active_only", bool, False)
         completed_only = request.get("completed_only", bool, False)
@@ -311,10 +319,10 @@ def register(router, ctx: WorkspaceContext) -> None:
         limit, offset = pagination(request, default_limit=25, max_limit=1000)
         start_from = request.get("start_time_from", int)
         start_to = request.get("start_time_to", int)
-        with mgr.lock:
+        with self.runs.lock:
             selected = []
-            for rid in reversed(mgr.parents):
-                rec = mgr.runs[rid]
+            for rid in reversed(self.runs.parents):
+                rec = self.runs.runs[rid]
                 if job_id is not None and rec.job_id != job_id:
                     continue
                 if run_type and rec.run_type != run_type:
@@ -329,7 +337,7 @@ def register(router, ctx: WorkspaceContext) -> None:
                     continue
                 selected.append(rec)
             page = selected[offset : offset + limit]
-            runs = [render_run(ctx, mgr, r, include_tasks=expand) for r in page]
+            runs = [render_run(self.base_url, self.runs, r, include_tasks=expand) for r in page]
         out: dict[str, Any] = {"runs": runs, "has_more": offset + limit < len(selected)}
         if out["has_more"]:
             out["next_page_token"] = str(offset + limit)
@@ -337,23 +345,21 @@ def register(router, ctx: WorkspaceContext) -> None:
             out["prev_page_token"] = str(max(0, offset - limit))
         return out
 
-    def cancel(request: Request):
-        mgr.cancel(request.require("run_id", int))
+    def cancel(self, request: Request):
+        self.runs.cancel(request.require("run_id", int))
         return {}
 
-    def cancel_all(request: Request):
+    def cancel_all(self, request: Request):
         job_id = request.get("job_id", int)
         all_queued = request.get("all_queued_runs", bool, False)
         if job_id is None and not all_queued:
             raise invalid("Missing required field: job_id (or all_queued_runs=true)")
         if job_id is not None:
-            jobs = ctx.services.get("jobs")
-            if jobs is not None:
-                jobs.require(job_id)
-        mgr.cancel_all(job_id, all_queued)
+            self.jobs.require(job_id)
+        self.runs.cancel_all(job_id, all_queued)
         return {}
 
-    def repair(request: Request):
+    def repair(self, request: Request):
         run_id = request.require("run_id", int)
         request.get("rerun_tasks", list)
         request.get("latest_repair_id", int)
@@ -362,29 +368,19 @@ def register(router, ctx: WorkspaceContext) -> None:
         body = dict(request.body)
         if body.get("latest_repair_id") is not None:
             body["latest_repair_id"] = request.get("latest_repair_id", int)
-        return {"repair_id": mgr.repair(run_id, body)}
+        return {"repair_id": self.runs.repair(run_id, body)}
 
-    def delete(request: Request):
-        mgr.delete(request.require("run_id", int))
+    def delete(self, request: Request):
+        self.runs.delete(request.require("run_id", int))
         return {}
 
-    def export(request: Request):
+    def export(self, request: Request):
         run_id = request.require("run_id", int)
-        with mgr.lock:
-            rec = mgr.get(run_id)
+        with self.runs.lock:
+            rec = self.runs.get(run_id)
             name = rec.task_key or rec.run_name
         return {
             "views": [
                 {"name": name, "type": "NOTEBOOK", "content": f"<html><body>run {run_id}</body></html>"}
             ]
         }
-
-    router.add("POST", VERSIONS, "jobs/runs/submit", submit)
-    router.add("GET", VERSIONS, "jobs/runs/get", get_run)
-    router.add("GET", VERSIONS, "jobs/runs/get-output", get_output)
-    router.add("GET", VERSIONS, "jobs/runs/list", list_runs)
-    router.add("POST", VERSIONS, "jobs/runs/cancel", cancel)
-    router.add("POST", VERSIONS, "jobs/runs/cancel-all", cancel_all)
-    router.add("POST", VERSIONS, "jobs/runs/repair", repair)
-    router.add("POST", VERSIONS, "jobs/runs/delete", delete)
-    router.add("GET", VERSIONS, "jobs/runs/export", export)

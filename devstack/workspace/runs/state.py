@@ -1,10 +1,11 @@
-"""The run manager: job runs, their task runs, queueing, clusters, retries, timeouts, repair.
+"""The run record and the run state machine: create, advance, complete, retry, cancel, repair, timeouts.
 
 Every run (a job/submit run and each attempt of each of its tasks) is a :class:`RunRec` held in
-memory and written through to SQLite by a background writer, so ``runs/get`` never waits on
-the database or on a driver. All state changes happen under one lock, and nothing slow (driver
-start, git checkout, killing a process) ever runs while holding it: those happen on short-lived
-launcher threads, which report back through :meth:`RunManager._on_done`.
+memory; the journal (:mod:`devstack.workspace.runs.journal`) writes changed runs to SQLite in
+the background, so ``runs/get`` never waits on the database or on a driver. All state changes
+happen under one lock, and nothing slow (driver start, git checkout, killing a process) ever
+runs while holding it: those happen on short-lived launcher threads
+(:mod:`devstack.workspace.runs.launcher`), which report back through :meth:`RunsBackend._on_done`.
 """
 
 from __future__ import annotations
@@ -15,65 +16,37 @@ import functools
 import heapq
 import itertools
 import logging
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id, run_token
-from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.clusters import ClusterStartCancelled
 from devstack.workspace.http import ApiError, invalid, not_found
-from devstack.workspace.store import dumps, loads
+from devstack.workspace.runs.launcher import TaskSetupError
+from devstack.workspace.runs.spec import (
+    CANCELED_RESULTS,
+    FAILED_RESULTS,
+    SUCCESS_RESULTS,
+    downstream_of,
+    int_or_zero,
+    normalize_tasks,
+    resolve_job_parameters,
+    run_if_verdict,
+)
+
+if TYPE_CHECKING:
+    from devstack.workspace.runs.journal import Journal
+    from devstack.workspace.runs.launcher import Launcher
 
 log = logging.getLogger("devstack.workspace.runs")
 
 TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
-SUCCESS_RESULTS = frozenset({"SUCCESS", "SUCCESS_WITH_FAILURES", "EXCLUDED"})
-FAILED_RESULTS = frozenset({"FAILED", "TIMEDOUT", "UPSTREAM_FAILED"})
-CANCELED_RESULTS = frozenset({"CANCELED", "UPSTREAM_CANCELED"})
-RUN_IF = (
-    "ALL_SUCCESS",
-    "AT_LEAST_ONE_SUCCESS",
-    "NONE_FAILED",
-    "ALL_DONE",
-    "AT_LEAST_ONE_FAILED",
-    "ALL_FAILED",
-)
-TASK_KINDS = ("notebook_task", "spark_python_task")
 RESTART_MESSAGE = (
     "The workspace process restarted while this run was in flight, so it was stopped. "
     "Submit or trigger it again (or repair it)."
 )
-CREATOR = "devstack@localhost"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY,
-    parent_run_id INTEGER,
-    job_id INTEGER,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id);
-CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id INTEGER PRIMARY KEY,
-    name TEXT,
-    created_time INTEGER NOT NULL,
-    settings TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
-CREATE TABLE IF NOT EXISTS task_values (
-    job_run_id INTEGER NOT NULL,
-    task_key TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (job_run_id, task_key, key)
-);
-"""
 
 
 def now_ms() -> int:
@@ -122,68 +95,50 @@ class RunRec:
         return self.life in TERMINAL
 
 
-class _JobCluster:
-    """The one driver that all tasks of a job run naming one job_cluster_key share."""
+class RunsBackend:
+    """The runs of a workspace and every transition of their state.
 
-    def __init__(self, key: str, spec: dict):
-        self.key = key
-        self.spec = spec
-        self.cluster_id = new_cluster_id()
-        self.lock = threading.Lock()
-        self.driver: Any = None
-        self.error: str | None = None
+    :param journal: persistence and ids of runs.
+    :param launcher: clusters, payloads and drivers for task runs.
+    :param max_parallel: task runs executing at once; the others wait in a queue.
+    :param job_settings: ``job_settings(job_id)`` -> the job's current settings, or None when
+        the job does not exist (a job's max_concurrent_runs and a repair read them).
+    """
 
-
-class TaskSetupError(Exception):
-    """The task cannot start (bad source, failed checkout); the message says why."""
-
-
-class RunManager:
-    def __init__(self, ctx: WorkspaceContext, clusters: ClusterManager):
-        self.ctx = ctx
-        self.store = ctx.store
-        self.clusters = clusters
+    def __init__(
+        self,
+        journal: Journal,
+        launcher: Launcher,
+        *,
+        max_parallel: int,
+        job_settings: Callable[[int], dict | None],
+    ):
+        self.journal = journal
+        self.launcher = launcher
+        self.job_settings = job_settings
         self.lock = threading.RLock()
         self.runs: dict[int, RunRec] = {}
         self.parents: list[int] = []  # job runs in creation order
         self.tokens: dict[str, int] = {}
-        self.max_parallel = ctx.max_parallel_runs
+        self.max_parallel = max_parallel
         self.ready: deque[int] = deque()  # task runs waiting for an execution slot
         self.slots: set[int] = set()  # task runs holding a slot (launching or running)
         self.executions: dict[int, tuple[Any, bool]] = {}  # task run -> (driver, exclusive)
         self.cancel_events: dict[int, threading.Event] = {}
-        self.job_clusters: dict[tuple[int, str], _JobCluster] = {}
         self.stopping = False
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._timer_cond = threading.Condition(self.lock)
-        self._dirty: set[int] = set()
-        self._dirty_cond = threading.Condition(threading.Lock())
-        self._counters: dict[str, int] = {}
-        self.store.ensure_schema(SCHEMA)
-        self._load()
+        self._recover(journal.load())
+        journal.start(self._snapshot)
         threading.Thread(target=self._timer_loop, name="run-timers", daemon=True).start()
-        threading.Thread(target=self._writer_loop, name="run-writer", daemon=True).start()
 
     # ------------------------------------------------------------------ persistence
 
-    def _load(self) -> None:
-        """Read every run back; whatever was in flight when the process died ends INTERNAL_ERROR."""
-        self._counters = {
-            row["name"]: row["value"] for row in self.store.all("SELECT name, value FROM counters")
-        }
-        max_run = self.store.one("SELECT MAX(run_id) AS m FROM runs")["m"] or 0
-        max_job = self.store.one("SELECT MAX(job_id) AS m FROM runs")["m"] or 0
-        max_job = max(max_job, self.store.one("SELECT MAX(job_id) AS m FROM jobs")["m"] or 0)
-        self._counters["run"] = max(self._counters.get("run", 0), max_run)
-        self._counters["job"] = max(self._counters.get("job", 0), max_job)
-        rows = self.store.all("SELECT data FROM runs ORDER BY run_id")
-        fields = {f.name for f in dataclasses.fields(RunRec)}
+    def _recover(self, saved: list[RunRec]) -> None:
+        """Take the saved runs back; whatever was in flight when the process died ends INTERNAL_ERROR."""
         interrupted = []
-        for row in rows:
-            data = loads(row["data"])
-            rec = RunRec(**{k: v for k, v in data.items() if k in fields})
-            rec.attempts = {k: list(v) for k, v in rec.attempts.items()}
+        for rec in saved:
             self.runs[rec.run_id] = rec
             if rec.parent_id is None:
                 self.parents.append(rec.run_id)
@@ -203,60 +158,26 @@ class RunManager:
             log.warning(
                 "marked %d runs that were in flight at the last stop as INTERNAL_ERROR", len(interrupted)
             )
-            self._flush()
+            self.journal.flush()
 
-    def _mark(self, rec: RunRec) -> None:
-        with self._dirty_cond:
-            self._dirty.add(rec.run_id)
-            self._dirty_cond.notify()
-
-    def _writer_loop(self) -> None:
-        while not self.stopping:
-            with self._dirty_cond:
-                while not self._dirty:
-                    self._dirty_cond.wait()
-            time.sleep(0.05)  # coalesce bursts of changes into one transaction
-            if self.stopping:
-                return  # shutdown() writes the rest
-            try:
-                self._flush()
-            except Exception:
-                log.exception("writing runs to %s failed", self.store.path)
-
-    def _flush(self) -> None:
-        with self._dirty_cond:
-            ids, self._dirty = self._dirty, set()
-        if not ids:
-            return
-        # Copy under the lock in small batches and serialize outside it, so a burst of changes
-        # (hundreds of submits) never holds up runs/get for long.
-        snapshots = []
-        pending = [i for i in ids if i]
-        for start in range(0, len(pending), 50):
+    def _snapshot(self, run_ids: list[int]) -> list[dict]:
+        """Copies of these runs' fields for the journal (copied under the lock in small batches,
+        so a burst of changes, hundreds of submits, never holds up runs/get for long)."""
+        out: list[dict] = []
+        for start in range(0, len(run_ids), 50):
             with self.lock:
-                snapshots += [
+                out += [
                     copy.deepcopy(self.runs[i].__dict__)
-                    for i in pending[start : start + 50]
+                    for i in run_ids[start : start + 50]
                     if i in self.runs
                 ]
-        with self.lock:
-            counters = list(self._counters.items())
-        rows = [(d["run_id"], d["parent_id"], d["job_id"], dumps(d)) for d in snapshots]
-        with self.store.tx() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows
-            )
-            conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
+        return out
+
+    def _mark(self, rec: RunRec) -> None:
+        self.journal.mark(rec)
 
     def next_id(self, name: str) -> int:
-        """The next id of sequence ``name`` (run ids and repair ids share "run", as on Databricks)."""
-        with self.lock:
-            value = self._counters.get(name, 0) + 1
-            self._counters[name] = value
-        with self._dirty_cond:
-            self._dirty.add(0)  # 0 = the counters
-            self._dirty_cond.notify()
-        return value
+        return self.journal.next_id(name)
 
     # ------------------------------------------------------------------ timers
 
@@ -407,7 +328,7 @@ class RunManager:
         parent.job_queued = False
         parent.life = "PENDING"
         parent.message = ""
-        timeout = _int(parent.spec.get("timeout_seconds"))
+        timeout = int_or_zero(parent.spec.get("timeout_seconds"))
         if timeout > 0:
             rid = parent.run_id
             self._after(timeout, lambda: self._timeout_run(rid, timeout))
@@ -474,7 +395,7 @@ class RunManager:
             task.life, task.message = "PENDING", "Waiting for cluster"
             task.launch_time = now_ms()
             self._mark(task)
-            timeout = _int(task.spec.get("timeout_seconds"))
+            timeout = int_or_zero(task.spec.get("timeout_seconds"))
             if timeout > 0:
                 self._after(timeout, lambda rid=run_id, t=timeout: self._timeout_task(rid, t))
             parent = self.runs[task.parent_id]
@@ -563,11 +484,7 @@ class RunManager:
         if parent.repairs:
             parent.repairs[-1]["end_time"] = end
         self._mark(parent)
-        for (run_id, key), cluster in list(self.job_clusters.items()):
-            if run_id == parent.run_id:
-                del self.job_clusters[(run_id, key)]
-                if cluster.driver is not None:
-                    self.clusters.kill_driver_async(cluster.driver)
+        self.launcher.release(parent.run_id)
         self._dequeue_job(parent)
 
     def _dequeue_job(self, parent: RunRec) -> None:
@@ -575,8 +492,8 @@ class RunManager:
         if parent.run_type != "JOB_RUN":
             return
         job_id = parent.job_id
-        job = self.ctx.services.get("jobs")
-        limit = job.max_concurrent_runs(job_id) if job else 1
+        settings = self.job_settings(job_id)
+        limit = int(settings.get("max_concurrent_runs", 1) or 1) if settings is not None else 1
         active = [r for r in (self.runs[i] for i in self.parents) if r.job_id == job_id and not r.terminal]
         running = sum(1 for r in active if not r.job_queued)
         for rec in active:
@@ -589,12 +506,23 @@ class RunManager:
     # ------------------------------------------------------------------ launching
 
     def _launch(self, run_id: int) -> None:
+        """A launcher thread: the task's cluster, its payload, then its driver (outside the lock)."""
         with self.lock:
             task = self.runs[run_id]
             parent = self.runs[task.parent_id]
             cancelled = self.cancel_events.setdefault(run_id, threading.Event())
+
+        def counted() -> None:
+            with self.lock:
+                parent.cluster_starts += 1
+                self._mark(parent)
+
+        def run_over() -> bool:
+            with self.lock:
+                return parent.terminal
+
         try:
-            driver, exclusive, cluster_id = self._acquire_cluster(parent, task, cancelled)
+            acquired = self.launcher.acquire(parent, task, cancelled, counted, run_over)
         except ClusterStartCancelled:
             with self.lock:
                 self._finish_cancelled(task)
@@ -604,8 +532,10 @@ class RunManager:
             with self.lock:
                 self._complete(task, "INTERNAL_ERROR", "FAILED", f"Cluster failed to start: {exc}")
             return
+        driver, exclusive = acquired.driver, acquired.exclusive
         try:
-            payload = self._payload(parent, task)
+            self.launcher.install_libraries(acquired.cluster_id, task.spec)
+            payload = self.launcher.payload(parent, task)
         except Exception as exc:  # a bad source or checkout fails the task, never strands it
             if not isinstance(exc, (TaskSetupError, ApiError)):
                 log.exception("preparing task run %s failed", run_id)
@@ -613,14 +543,14 @@ class RunManager:
             with self.lock:
                 self._complete(task, "TERMINATED", "FAILED", message)
             if exclusive:
-                self.clusters.kill_driver_async(driver)
+                self.launcher.kill_async(driver)
             return
         with self.lock:
             if task.terminal or task.cancel_requested or self.stopping:
                 if not task.terminal:
                     self._finish_cancelled(task)
                 if exclusive:
-                    self.clusters.kill_driver_async(driver)
+                    self.launcher.kill_async(driver)
                 return
             task.life, task.message = "RUNNING", "In run"
             task.exec_start = now_ms()
@@ -629,124 +559,21 @@ class RunManager:
             else:
                 task.resolved = {"spark_python_task": {"parameters": payload["parameters"]}}
             task.cluster_instance = {
-                "cluster_id": cluster_id,
+                "cluster_id": acquired.cluster_id,
                 "spark_context_id": str(getattr(driver, "pid", 0)),
             }
             self.executions[run_id] = (driver, exclusive)
             self._mark(task)
             self._refresh_parent(parent)
         try:
-            driver.execute(payload, lambda result: self._on_done(run_id, result))
+            self.launcher.execute(driver, payload, lambda result: self._on_done(run_id, result))
         except Exception as exc:
             log.exception("driver rejected task run %s", run_id)
             with self.lock:
                 self.executions.pop(run_id, None)
                 self._complete(task, "INTERNAL_ERROR", "FAILED", f"The cluster driver failed: {exc}")
             if exclusive:
-                self.clusters.kill_driver_async(driver)
-
-    def _acquire_cluster(self, parent: RunRec, task: RunRec, cancelled: threading.Event):
-        spec = task.spec
-
-        def counted():
-            with self.lock:
-                parent.cluster_starts += 1
-                self._mark(parent)
-
-        if spec.get("existing_cluster_id"):
-            cluster_id = spec["existing_cluster_id"]
-            return self.clusters.ensure_running(cluster_id, cancelled, counted), False, cluster_id
-        if spec.get("job_cluster_key"):
-            key = spec["job_cluster_key"]
-            with self.lock:
-                shared = self.job_clusters.get((parent.run_id, key))
-                if shared is None:
-                    specs = {
-                        c.get("job_cluster_key"): c.get("new_cluster")
-                        for c in parent.spec.get("job_clusters") or []
-                    }
-                    shared = self.job_clusters[(parent.run_id, key)] = _JobCluster(key, specs.get(key) or {})
-            with shared.lock:
-                if shared.driver is not None and shared.driver.alive:
-                    return shared.driver, False, shared.cluster_id
-                shared.driver = self.clusters.launch_driver(
-                    shared.cluster_id, shared.spec, cancelled, counted
-                )
-                with self.lock:
-                    if parent.terminal:  # the run ended while this cluster started
-                        self.clusters.kill_driver_async(shared.driver)
-                        raise ClusterStartCancelled(shared.cluster_id)
-                return shared.driver, False, shared.cluster_id
-        cluster_id = new_cluster_id()
-        return (
-            self.clusters.launch_driver(cluster_id, spec.get("new_cluster") or {}, cancelled, counted),
-            True,
-            cluster_id,
-        )
-
-    def _payload(self, parent: RunRec, task: RunRec) -> dict[str, Any]:
-        spec = task.spec
-        refs = reference_values(parent, task)
-        git_source = spec.get("git_source") or parent.spec.get("git_source")
-        payload: dict[str, Any] = {
-            "exec_id": str(task.run_id),
-            "job_id": parent.job_id,
-            "run_id": task.run_id,
-            "job_run_id": parent.run_id,
-            "task_key": task.task_key,
-            # The run's own short-lived credentials (os.environ of this execution only).
-            "env": {"DATABRICKS_TOKEN": run_token(self.ctx)},
-            "git_root": None,
-            "notebook_path": None,
-            "python_file": None,
-            "parameters": [],
-            "base_parameters": {},
-        }
-        if "notebook_task" in spec:
-            nb = spec["notebook_task"]
-            source = nb.get("source") or ("GIT" if git_source else "WORKSPACE")
-            params = {str(k): _str(v) for k, v in (nb.get("base_parameters") or {}).items()}
-            params.update({p["name"]: _str(p.get("value", p.get("default"))) for p in parent.job_parameters})
-            params.update(
-                {str(k): _str(v) for k, v in (parent.overrides.get("notebook_params") or {}).items()}
-            )
-            payload.update(
-                kind="notebook",
-                source=source,
-                notebook_path=nb.get("notebook_path"),
-                base_parameters={k: substitute(v, refs) for k, v in params.items()},
-            )
-        else:
-            py = spec["spark_python_task"]
-            source = py.get("source") or ("GIT" if git_source else "WORKSPACE")
-            params = parent.overrides.get("python_params") or py.get("parameters") or []
-            payload.update(
-                kind="spark_python",
-                source=source,
-                python_file=py.get("python_file"),
-                parameters=[substitute(_str(p), refs) for p in params],
-            )
-        if source == "GIT":
-            if not git_source:
-                raise TaskSetupError(f"Task {task.task_key} uses source GIT but the run has no git_source.")
-            payload["git_root"] = str(self._checkout(git_source))
-            relative = payload["notebook_path"] or payload["python_file"] or ""
-            if relative.startswith("/"):
-                raise TaskSetupError(
-                    f"Task {task.task_key}: a GIT source path must be relative to the repository root, got {relative}."
-                )
-        return payload
-
-    def _checkout(self, git_source: dict) -> Path:
-        service = self.ctx.services.get("git")
-        if service is not None:
-            checkout = getattr(service, "checkout", None) or service
-            return Path(checkout(git_source))
-        url = str(git_source.get("git_url") or "")
-        local = Path(url.removeprefix("file://"))
-        if local.is_dir():
-            return local
-        raise TaskSetupError(f"Cannot check out git_source {url}: this workspace has no git service.")
+                self.launcher.kill_async(driver)
 
     # ------------------------------------------------------------------ completion
 
@@ -784,7 +611,7 @@ class RunManager:
                 error = result.get("error") or "The notebook failed without an error message."
                 self._complete(task, "TERMINATED", "FAILED", error)
         if kill is not None:
-            self.clusters.kill_driver_async(kill)
+            self.launcher.kill_async(kill)
 
     def _timeout_message(self, task: RunRec) -> str:
         return f"Task {task.task_key} timed out after {task.spec.get('timeout_seconds')} seconds (timeout_seconds)."
@@ -821,7 +648,7 @@ class RunManager:
                 repair_id=task.repair_id,
             )
             retry.message = f"Waiting to retry after attempt {task.attempt_number} ended {result}"
-            delay = _int(task.spec.get("min_retry_interval_millis")) / 1000.0
+            delay = int_or_zero(task.spec.get("min_retry_interval_millis")) / 1000.0
             rid = retry.run_id
             self._after(delay, lambda: self._retry_due(rid))
         self._advance(parent)
@@ -833,7 +660,7 @@ class RunManager:
         retryable = task.result == "FAILED" or task.life == "INTERNAL_ERROR"
         if task.result == "TIMEDOUT" and task.spec.get("retry_on_timeout"):
             retryable = True
-        limit = _int(task.spec.get("max_retries"))
+        limit = int_or_zero(task.spec.get("max_retries"))
         return retryable and (limit == -1 or task.attempt_number < limit)
 
     def _retry_due(self, run_id: int) -> None:
@@ -863,8 +690,8 @@ class RunManager:
             return None  # still launching: the launcher sees the event and stops
         driver, exclusive = execution
         if exclusive:
-            return lambda: self.clusters.kill_driver(driver)
-        return lambda: driver.cancel(str(task.run_id), grace=5.0)
+            return lambda: self.launcher.kill(driver)
+        return lambda: self.launcher.cancel(driver, task.run_id)
 
     def cancel(self, run_id: int) -> None:
         """Cancel a job run (all of its tasks) or one task run, as runs/cancel does."""
@@ -887,14 +714,14 @@ class RunManager:
         if parent.job_queued:
             parent.job_queued = False
         # The run's job clusters die with it: kill them rather than interrupt each task on them.
-        doomed = [c.driver for (rid, _k), c in self.job_clusters.items() if rid == parent.run_id and c.driver]
+        doomed = self.launcher.job_cluster_drivers(parent.run_id)
         slow = []
         for task in self._current_tasks(parent):
             execution = self.executions.get(task.run_id)
             action = self._cancel_task(task)
             if action and not (execution and execution[0] in doomed):
                 slow.append(action)
-        slow += [functools.partial(self.clusters.kill_driver, driver) for driver in doomed]
+        slow += [functools.partial(self.launcher.kill, driver) for driver in doomed]
         self._advance(parent)
         self._pump()
         return slow
@@ -985,12 +812,10 @@ class RunManager:
     def _refresh_job_settings(self, parent: RunRec) -> None:
         """A repair of a job run uses the job's current task and cluster settings, as Databricks does
         (the provider updates the job before repairing to change, say, the cluster size)."""
-        jobs = self.ctx.services.get("jobs")
-        if parent.run_type != "JOB_RUN" or jobs is None:
+        if parent.run_type != "JOB_RUN":
             return
-        try:
-            current = jobs.require(parent.job_id)["settings"]
-        except ApiError:
+        current = self.job_settings(parent.job_id)
+        if current is None:
             return  # the job was deleted: repair what the run had
         if not current.get("tasks"):
             return
@@ -1024,9 +849,7 @@ class RunManager:
             self.parents.remove(run_id)
             if rec.idempotency_token:
                 self.tokens.pop(rec.idempotency_token, None)
-        with self.store.tx() as conn:
-            conn.executemany("DELETE FROM runs WHERE run_id=?", [(i,) for i in ids])
-            conn.execute("DELETE FROM task_values WHERE job_run_id=?", (run_id,))
+        self.journal.delete(run_id, ids)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -1039,7 +862,7 @@ class RunManager:
                 if rec.parent_id is not None and not rec.terminal:
                     tasks_by_state[rec.life] = tasks_by_state.get(rec.life, 0) + 1
             return {
-                "cluster_starts": self.clusters.cluster_starts,
+                "cluster_starts": self.launcher.clusters.cluster_starts,
                 "runs_by_state": by_state,
                 "active_task_runs_by_state": tasks_by_state,
                 "queue_length": sum(1 for i in self.ready if not self.runs[i].terminal),
@@ -1048,38 +871,13 @@ class RunManager:
                 "max_parallel_runs": self.max_parallel,
             }
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
+        """Stop: no more transitions, every driver killed, every change written."""
         with self.lock:
             self.stopping = True
             self._timer_cond.notify_all()
-        self.clusters.shutdown()
-        self._flush()
-
-
-# ---------------------------------------------------------------------- pure helpers
-
-
-def as_int(value: Any, field: str) -> int:
-    """An integer field; numeric strings are accepted as Databricks does (the provider sends them)."""
-    if isinstance(value, bool):
-        raise invalid(f"Invalid value for field {field}: expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise invalid(f"Invalid value for field {field}: expected an integer, got {value!r}") from None
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+        self.launcher.clusters.shutdown()
+        self.journal.stop()
 
 
 def _last_repair(parent: RunRec) -> int | None:
@@ -1097,203 +895,3 @@ def _run_outside(actions: list[Callable[[], None]]) -> None:
 def _run_in_background(actions: list[Callable[[], None]]) -> None:
     if actions:
         threading.Thread(target=_run_outside, args=(actions,), name="cancel", daemon=True).start()
-
-
-def run_if_verdict(run_if: str, upstream: list[str]) -> str:
-    """RUN, or the result a task gets when its run_if condition rules it out."""
-    ok = [r in SUCCESS_RESULTS for r in upstream]
-    failed = [r in FAILED_RESULTS for r in upstream]
-    canceled = [r in CANCELED_RESULTS for r in upstream]
-    if not upstream or run_if == "ALL_DONE":
-        return "RUN"
-    if run_if == "ALL_SUCCESS":
-        return (
-            "RUN"
-            if all(ok)
-            else ("UPSTREAM_CANCELED" if any(canceled) and not any(failed) else "UPSTREAM_FAILED")
-        )
-    if run_if == "AT_LEAST_ONE_SUCCESS":
-        return "RUN" if any(ok) else ("UPSTREAM_CANCELED" if all(canceled) else "UPSTREAM_FAILED")
-    if run_if == "NONE_FAILED":
-        return "RUN" if not any(failed) else "UPSTREAM_FAILED"
-    if run_if == "AT_LEAST_ONE_FAILED":
-        return "RUN" if any(failed) else "EXCLUDED"
-    if run_if == "ALL_FAILED":
-        return "RUN" if all(failed) else "EXCLUDED"
-    return "UPSTREAM_FAILED"
-
-
-def downstream_of(tasks: list[dict], keys: set[str]) -> set[str]:
-    found = set(keys)
-    changed = True
-    while changed:
-        changed = False
-        for task in tasks:
-            if task["task_key"] not in found and any(
-                d["task_key"] in found for d in task.get("depends_on") or []
-            ):
-                found.add(task["task_key"])
-                changed = True
-    return found - keys
-
-
-def resolve_job_parameters(settings: dict, overrides: dict) -> list[dict]:
-    """The job's parameters with their defaults and the values of this run (run-now job_parameters)."""
-    given = overrides.get("job_parameters") or {}
-    out = []
-    for param in settings.get("parameters") or []:
-        name = param.get("name")
-        entry = {"name": name, "default": _str(param.get("default"))}
-        entry["value"] = _str(given[name]) if name in given else entry["default"]
-        out.append(entry)
-    known = {p["name"] for p in out}
-    for name, value in given.items():
-        if name not in known:
-            out.append({"name": name, "value": _str(value)})
-    return out
-
-
-_REF = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-
-
-def reference_values(parent: RunRec, task: RunRec) -> dict[str, str]:
-    refs = {
-        "job.id": str(parent.job_id),
-        "job.run_id": str(parent.run_id),
-        "job.name": parent.run_name,
-        "job.start_time.iso_date": time.strftime("%Y-%m-%d", time.gmtime(parent.start_time / 1000)),
-        "job.start_time.timestamp_ms": str(parent.start_time),
-        "job.repair_count": str(len(parent.repairs)),
-        "task.name": task.task_key or "",
-        "task.run_id": str(task.run_id),
-        "task.execution_count": str(task.attempt_number + 1),
-        # the older {{run_id}}-style names
-        "job_id": str(parent.job_id),
-        "run_id": str(task.run_id),
-        "parent_run_id": str(parent.run_id),
-        "task_key": task.task_key or "",
-    }
-    for param in parent.job_parameters:
-        refs[f"job.parameters.{param['name']}"] = _str(param.get("value", param.get("default")))
-    return refs
-
-
-def substitute(value: str, refs: dict[str, str]) -> str:
-    return _REF.sub(lambda m: refs.get(m.group(1), m.group(0)), value)
-
-
-def normalize_tasks(settings: dict) -> list[dict]:
-    """The run's tasks in the multi-task format; a legacy single-task body becomes one task.
-
-    Raises INVALID_PARAMETER_VALUE naming the field for anything the workspace cannot run.
-    """
-    tasks = settings.get("tasks")
-    if tasks is None:
-        legacy = {
-            k: settings[k]
-            for k in (
-                *TASK_KINDS,
-                "new_cluster",
-                "existing_cluster_id",
-                "libraries",
-                "timeout_seconds",
-                "max_retries",
-                "min_retry_interval_millis",
-                "retry_on_timeout",
-                "job_cluster_key",
-            )
-            if k in settings
-        }
-        if not any(k in legacy for k in TASK_KINDS):
-            raise invalid("Missing required field: tasks (or a top-level notebook_task / spark_python_task)")
-        legacy.pop("timeout_seconds", None)  # a top-level timeout is the run's, not the task's
-        legacy["task_key"] = str(settings.get("run_name") or "task")[:100]
-        tasks = [legacy]
-    if not isinstance(tasks, list) or not tasks:
-        raise invalid("Invalid value for field tasks: expected a non-empty array of tasks")
-    keys: set[str] = set()
-    cluster_keys = {
-        c.get("job_cluster_key") for c in settings.get("job_clusters") or [] if isinstance(c, dict)
-    }
-    out = []
-    for i, task in enumerate(tasks):
-        where = f"tasks[{i}]"
-        if not isinstance(task, dict):
-            raise invalid(f"Invalid value for field {where}: expected an object")
-        key = task.get("task_key")
-        if not isinstance(key, str) or not key:
-            raise invalid(f"Missing required field: {where}.task_key")
-        if key in keys:
-            raise invalid(f"Invalid value for field {where}.task_key: duplicate task_key {key!r}")
-        keys.add(key)
-        kinds = [k for k in task if k.endswith("_task") and task[k] is not None]
-        if not kinds:
-            raise invalid(f"Missing required field: {where} needs a notebook_task or spark_python_task")
-        if kinds[0] not in TASK_KINDS:
-            raise invalid(
-                f"Invalid value for field {where}.{kinds[0]}: the devstack workspace runs notebook_task and "
-                "spark_python_task only."
-            )
-        body = task[kinds[0]]
-        if not isinstance(body, dict):
-            raise invalid(f"Invalid value for field {where}.{kinds[0]}: expected an object")
-        if kinds[0] == "notebook_task":
-            if not isinstance(body.get("notebook_path"), str) or not body.get("notebook_path"):
-                raise invalid(f"Missing required field: {where}.notebook_task.notebook_path")
-            bp = body.get("base_parameters")
-            if bp is not None and not isinstance(bp, dict):
-                raise invalid(
-                    f"Invalid value for field {where}.notebook_task.base_parameters: expected an object"
-                )
-        else:
-            if not isinstance(body.get("python_file"), str) or not body.get("python_file"):
-                raise invalid(f"Missing required field: {where}.spark_python_task.python_file")
-        if body.get("source") not in (None, "WORKSPACE", "GIT"):
-            raise invalid(f"Invalid value for field {where}.{kinds[0]}.source: expected WORKSPACE or GIT")
-        clusters = [k for k in ("new_cluster", "existing_cluster_id", "job_cluster_key") if task.get(k)]
-        serverless = not clusters and (task.get("environment_key") or settings.get("environments"))
-        if len(clusters) != 1 and not serverless:  # serverless tasks get a fresh driver of their own
-            raise invalid(
-                f"Invalid value for field {where}: give exactly one of new_cluster, existing_cluster_id or "
-                f"job_cluster_key (got {clusters or 'none'}), or an environment_key for serverless compute."
-            )
-        if task.get("job_cluster_key") and task["job_cluster_key"] not in cluster_keys:
-            raise invalid(
-                f"Invalid value for field {where}.job_cluster_key: {task['job_cluster_key']!r} is not in job_clusters"
-            )
-        run_if = task.get("run_if")
-        if run_if is not None and run_if not in RUN_IF:
-            raise invalid(f"Invalid value for field {where}.run_if: expected one of {', '.join(RUN_IF)}")
-        for name in ("timeout_seconds", "max_retries", "min_retry_interval_millis"):
-            if task.get(name) is not None:
-                task[name] = as_int(task[name], f"{where}.{name}")
-        deps = task.get("depends_on") or []
-        if not isinstance(deps, list) or not all(isinstance(d, dict) and d.get("task_key") for d in deps):
-            raise invalid(f"Invalid value for field {where}.depends_on: expected [{{'task_key': ...}}]")
-        out.append(task)
-    for i, task in enumerate(out):
-        for dep in task.get("depends_on") or []:
-            if dep["task_key"] not in keys:
-                raise invalid(
-                    f"Invalid value for field tasks[{i}].depends_on: unknown task_key {dep['task_key']!r}"
-                )
-    _check_acyclic(out)
-    return out
-
-
-def _check_acyclic(tasks: list[dict]) -> None:
-    deps = {t["task_key"]: [d["task_key"] for d in t.get("depends_on") or []] for t in tasks}
-    state: dict[str, int] = {}
-
-    def visit(key: str, path: list[str]) -> None:
-        if state.get(key) == 2:
-            return
-        if state.get(key) == 1:
-            raise invalid(f"Invalid value for field tasks: dependency cycle {' -> '.join([*path, key])}")
-        state[key] = 1
-        for dep in deps[key]:
-            visit(dep, [*path, key])
-        state[key] = 2
-
-    for key in deps:
-        visit(key, [])

@@ -1,0 +1,1 @@
+"""Jobs: job definitions, their rules and permissions (backend), the Jobs API (api)."""

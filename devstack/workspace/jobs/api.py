@@ -1,0 +1,133 @@
+"""Jobs API (2.0/2.1/2.2): create, reset, update, get, list, delete, run-now, and job permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devstack.workspace.http import Request, invalid, pagination
+from devstack.workspace.jobs.backend import JobsBackend, check_acl, principal_of
+from devstack.workspace.runs.spec import CREATOR
+from devstack.workspace.runs.state import RunsBackend
+
+
+def render_permissions(job_id: int, acl: list[dict[str, str]]) -> dict[str, Any]:
+    entries = [
+        {"user_name": CREATOR, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}
+    ]
+    for entry in acl:
+        kind, name = principal_of(entry)
+        if (kind, name) == ("user_name", CREATOR):
+            continue
+        entries.append(
+            {
+                kind: name,
+                "all_permissions": [{"permission_level": entry["permission_level"], "inherited": False}],
+            }
+        )
+    return {"object_id": f"/jobs/{job_id}", "object_type": "job", "access_control_list": entries}
+
+
+def render_job(job: dict[str, Any], expand_tasks: bool = True) -> dict[str, Any]:
+    settings = dict(job["settings"])
+    if not expand_tasks:
+        settings.pop("tasks", None)
+        settings.pop("job_clusters", None)
+    return {
+        "job_id": job["job_id"],
+        "creator_user_name": CREATOR,
+        "run_as_user_name": CREATOR,
+        "created_time": job["created_time"],
+        "settings": settings,
+        "has_more": False,
+    }
+
+
+class JobsApi:
+    """The jobs endpoints; run-now hands the job's settings to the runs backend."""
+
+    def __init__(self, jobs: JobsBackend, runs: RunsBackend):
+        self.jobs = jobs
+        self.runs = runs
+
+    def create(self, request: Request):
+        return {"job_id": self.jobs.create(dict(request.body))}
+
+    def permissions(self, request: Request):
+        job_id = request.path_params["job_id"]
+        if not job_id.isdigit():
+            raise invalid(f"Invalid value for job_id in the path: {job_id!r} is not a job id")
+        job_id = int(job_id)
+        self.jobs.require(job_id)
+        if request.method in ("PATCH", "PUT"):
+            acl = check_acl(request.body.get("access_control_list", []))
+            self.jobs.set_acl(job_id, acl, replace=request.method == "PUT")
+        return render_permissions(job_id, self.jobs.acl(job_id))
+
+    def reset(self, request: Request):
+        job_id = request.require("job_id", int)
+        new = request.require("new_settings", dict)
+        self.jobs.reset(job_id, new)
+        return {}
+
+    def update(self, request: Request):
+        job_id = request.require("job_id", int)
+        new = request.get("new_settings", dict, {})
+        remove = request.get("fields_to_remove", list, [])
+        self.jobs.update(job_id, new, remove)
+        return {}
+
+    def get(self, request: Request):
+        return render_job(self.jobs.require(request.require("job_id", int)))
+
+    def list(self, request: Request):
+        name = request.get("name", str)
+        expand = request.get("expand_tasks", bool, False)
+        limit, offset = pagination(request, default_limit=20, max_limit=100)
+        found = self.jobs.list(name, limit + 1, offset)
+        out: dict[str, Any] = {
+            "jobs": [render_job(job, expand) for job in found[:limit]],
+            "has_more": len(found) > limit,
+        }
+        if out["has_more"]:
+            out["next_page_token"] = str(offset + limit)
+        if offset:
+            out["prev_page_token"] = str(max(0, offset - limit))
+        return out
+
+    def delete(self, request: Request):
+        self.jobs.delete(request.require("job_id", int))
+        return {}
+
+    def run_now(self, request: Request):
+        job_id = request.require("job_id", int)
+        notebook_params = request.get("notebook_params", dict)
+        python_params = request.get("python_params", list)
+        job_parameters = request.get("job_parameters", dict)
+        token = request.get("idempotency_token", str)
+        queue = request.get("queue", dict)
+        job = self.jobs.require(job_id)
+        settings = dict(job["settings"])
+        if not settings.get("tasks"):
+            raise invalid(
+                f"Job {job_id} has no tasks: add tasks with jobs/reset or jobs/update before run-now."
+            )
+        if queue is not None:
+            settings["queue"] = queue
+        settings["run_name"] = settings.get("name")
+        overrides = {
+            "notebook_params": notebook_params or {},
+            "python_params": python_params or [],
+            "job_parameters": job_parameters or {},
+        }
+        for name in ("jar_params", "spark_submit_params", "python_named_params", "sql_params"):
+            if request.get(name) is not None:
+                overrides[name] = request.get(name)
+        rec = self.runs.create_run(
+            job_id=job_id,
+            run_type="JOB_RUN",
+            settings=settings,
+            overrides=overrides,
+            idempotency_token=token,
+            max_concurrent_runs=int(settings.get("max_concurrent_runs", 1)),
+        )
+        return {"run_id": rec.run_id, "number_in_job": rec.run_id}
