@@ -1,8 +1,8 @@
 """The cluster driver runtime, end to end: real driver processes running real notebooks.
 
-The workspace endpoints the driver calls back (workspace/export, secrets, task values) are
-served by a small stand-in HTTP server on 127.0.0.1 (mocked at the HTTP boundary: the real
-server is tested on its own). Spark has its own test module (test_runtime_spark.py).
+The workspace the drivers call back (workspace/export and list, secrets, task values) is a real
+emulated workspace (app.py's Workspace) served in-process on 127.0.0.1. Spark has its own test
+module (test_runtime_spark.py).
 """
 
 from __future__ import annotations
@@ -13,154 +13,169 @@ import os
 import signal
 import threading
 import time
-import urllib.parse
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.workspace import ImportFormat, Language
 
+from devstack.workspace.app import Workspace
+from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.http.server import serve
 from devstack.workspace.runtime import DriverProcess, DriverStartError
 from devstack.workspace.runtime.fs import to_local
+from devstack.workspace.store import Store
 
 NOTEBOOKS = Path(__file__).parent / "runtime_notebooks"
 TOKEN = "dapi-runtime-test"
 WORKSPACE_DIR = "/Shared/rt"
+HEADER = "# Databricks notebook source\n"
 
 
-class FakeWorkspace:
-    """Serves notebooks, secrets and task values like the workspace API, and can inject 503s."""
+class RuntimeWorkspace:
+    """An emulated workspace served in-process, with the fixture notebooks under /Shared/rt."""
 
-    def __init__(self) -> None:
-        self.notebooks: dict[str, tuple[str, str]] = {}
-        self.files: dict[str, tuple[str, int]] = {}  # workspace FILE objects: path -> (content, modified_at)
-        self.secrets: dict[str, dict[str, str]] = {}
-        self.task_values: dict[tuple[str, str, str], object] = {}
-        self.faults: dict[str, int] = {}  # path -> number of 503 answers still to give
-        self.calls: list[tuple[str, str]] = []
+    def __init__(self, data_dir: Path) -> None:
+        ctx = WorkspaceContext(
+            name="runtime",
+            host="127.0.0.1",
+            port=0,
+            data_dir=data_dir,
+            token=TOKEN,
+            store=Store(data_dir / "workspace.db"),
+        )
+        self.workspace = Workspace(ctx)
+        self.server = serve(self.workspace)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{ctx.port}"
+        self.client = WorkspaceClient(host=self.url, token=TOKEN)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.workspace.close()
+
+    def _import(self, path: str, content: str, fmt: ImportFormat, language: Language | None = None) -> None:
+        self.client.workspace.mkdirs(path.rsplit("/", 1)[0])
+        self.client.workspace.import_(
+            path,
+            content=base64.b64encode(content.encode()).decode(),
+            format=fmt,
+            language=language,
+            overwrite=True,
+        )
+
+    def add_notebook(self, name: str, code: str) -> None:
+        """A Python notebook /Shared/rt/<name> (the header is added)."""
+        self._import(f"{WORKSPACE_DIR}/{name}", HEADER + code, ImportFormat.SOURCE, Language.PYTHON)
+
+    def add_file(self, path: str, content: str) -> None:
+        """A workspace file (not a notebook) at ``path``."""
+        self._import(path, content, ImportFormat.RAW)
+
+    def add_fixture_notebooks(self) -> None:
+        """Import every fixture under /Shared/rt as workspace/import would take it: notebooks
+        without their extension, plain modules as workspace files."""
+        for path in sorted(NOTEBOOKS.rglob("*")):
+            if path.suffix not in (".py", ".ipynb") or "__pycache__" in path.parts:
+                continue
+            text = path.read_text()
+            rel = path.relative_to(NOTEBOOKS)
+            if path.suffix == ".ipynb":
+                target = f"{WORKSPACE_DIR}/{rel.with_suffix('').as_posix()}"
+                self._import(target, text, ImportFormat.JUPYTER)
+            elif text.startswith(HEADER.strip()):
+                target = f"{WORKSPACE_DIR}/{rel.with_suffix('').as_posix()}"
+                self._import(target, text, ImportFormat.SOURCE, Language.PYTHON)
+            else:
+                self.add_file(f"{WORKSPACE_DIR}/{rel.as_posix()}", text)
+
+    def add_secrets(self, secrets: dict[str, dict[str, str]]) -> None:
+        for scope, values in secrets.items():
+            self.client.secrets.create_scope(scope)
+            for key, value in values.items():
+                self.client.secrets.put_secret(scope, key, string_value=value)
+
+    def new_job_run(self) -> int:
+        """A job run that exists (its one task cannot start: its cluster does not exist)."""
+        body = {
+            "run_name": "task values",
+            "tasks": [
+                {
+                    "task_key": "t",
+                    "existing_cluster_id": "no-such-cluster",
+                    "notebook_task": {"notebook_path": f"{WORKSPACE_DIR}/empty"},
+                }
+            ],
+        }
+        return self.client.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=body)["run_id"]
+
+    def task_value(self, job_run_id: int, task_key: str, key: str):
+        query = {"job_run_id": job_run_id, "task_key": task_key, "key": key}
+        return self.client.api_client.do("GET", "/api/2.0/devstack/task-values/get", query=query)["value"]
+
+
+class FaultProxy:
+    """Forwards every call to the workspace, but answers the next ``faults[path]`` calls of a path
+    with 503 TEMPORARILY_UNAVAILABLE and Retry-After, as a throttled workspace does."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.faults: dict[str, int] = {}
         self.lock = threading.Lock()
-        workspace = self
+        proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
             def do_GET(self):  # noqa: N802
-                workspace._handle(self, "GET")
+                proxy._forward(self)
 
-            def do_POST(self):  # noqa: N802
-                workspace._handle(self, "POST")
+            do_POST = do_GET  # noqa: N815
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
-    def add_fixture_notebooks(self) -> None:
-        """Import every fixture notebook under /Shared/rt/<name> (no extension), as workspace/import would."""
-        for path in NOTEBOOKS.rglob("*"):
-            if path.suffix not in (".py", ".ipynb") or "__pycache__" in path.parts:
-                continue
-            text = path.read_text()
-            if path.suffix == ".py" and not text.startswith("# Databricks notebook source"):
-                # A plain module: imported with format AUTO it becomes a workspace file.
-                self.files[f"{WORKSPACE_DIR}/{path.relative_to(NOTEBOOKS).as_posix()}"] = (text, 1)
-                continue
-            rel = path.relative_to(NOTEBOOKS).with_suffix("").as_posix()
-            file_type = "ipynb" if path.suffix == ".ipynb" else "py"
-            self.notebooks[f"{WORKSPACE_DIR}/{rel}"] = (text, file_type)
-
-    def _list(self, folder: str) -> list[dict] | None:
-        folder = folder.rstrip("/")
-        objects: dict[str, dict] = {}
-        for path in [*self.notebooks, *self.files]:
-            if not path.startswith(folder + "/"):
-                continue
-            head, _, rest = path[len(folder) + 1 :].partition("/")
-            child = f"{folder}/{head}"
-            if rest:
-                objects[child] = {"path": child, "object_type": "DIRECTORY"}
-            elif path in self.files:
-                objects[child] = {"path": child, "object_type": "FILE", "modified_at": self.files[path][1]}
-            else:
-                objects[child] = {"path": child, "object_type": "NOTEBOOK", "language": "PYTHON"}
-        return list(objects.values()) if objects else None
-
-    def _reply(self, handler, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+    def _forward(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?")[0]
+        with self.lock:
+            fault = self.faults.get(path, 0) > 0
+            if fault:
+                self.faults[path] -= 1
+        if fault:
+            status, headers = 503, {"Retry-After": "0.1"}
+            data = json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "fault"}).encode()
+        else:
+            length = int(handler.headers.get("Content-Length") or 0)
+            request = urllib.request.Request(
+                self.target + handler.path,
+                data=handler.rfile.read(length) if length else None,
+                method=handler.command,
+                headers={k: v for k, v in handler.headers.items() if k.lower() != "host"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    status, headers, data = resp.status, {}, resp.read()
+            except urllib.error.HTTPError as exc:
+                status, headers, data = exc.code, {}, exc.read()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
+        for key, value in headers.items():
             handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(data)
-
-    def _handle(self, handler, method: str) -> None:
-        url = urllib.parse.urlparse(handler.path)
-        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-        body = {}
-        if method == "POST":
-            length = int(handler.headers.get("Content-Length") or 0)
-            body = json.loads(handler.rfile.read(length) or b"{}")
-        with self.lock:
-            self.calls.append((method, url.path))
-            if self.faults.get(url.path, 0) > 0:
-                self.faults[url.path] -= 1
-                return self._reply(
-                    handler,
-                    503,
-                    {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "fault"},
-                    {"Retry-After": "0.1"},
-                )
-        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._reply(handler, 401, {"error_code": "UNAUTHENTICATED", "message": "bad token"})
-        missing = {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "not found"}
-        if method == "GET" and url.path == "/api/2.0/workspace/export":
-            found = self.notebooks.get(query.get("path", ""))
-            if found is None and query.get("path") in self.files:
-                found = (self.files[query["path"]][0], "py")
-            if found is None:
-                return self._reply(
-                    handler, 404, {**missing, "message": f"Path ({query.get('path')}) doesn't exist."}
-                )
-            content, file_type = found
-            return self._reply(
-                handler, 200, {"content": base64.b64encode(content.encode()).decode(), "file_type": file_type}
-            )
-        if method == "GET" and url.path == "/api/2.0/workspace/list":
-            objects = self._list(query.get("path", ""))
-            if objects is None:
-                return self._reply(handler, 404, missing)
-            return self._reply(handler, 200, {"objects": objects})
-        if method == "GET" and url.path == "/api/2.0/secrets/get":
-            value = self.secrets.get(query.get("scope", ""), {}).get(query.get("key", ""))
-            if value is None:
-                return self._reply(handler, 404, missing)
-            return self._reply(
-                handler, 200, {"key": query["key"], "value": base64.b64encode(value.encode()).decode()}
-            )
-        if method == "GET" and url.path == "/api/2.0/secrets/list":
-            scope = self.secrets.get(query.get("scope", ""))
-            if scope is None:
-                return self._reply(handler, 404, missing)
-            return self._reply(handler, 200, {"secrets": [{"key": k} for k in scope]})
-        if method == "GET" and url.path == "/api/2.0/secrets/scopes/list":
-            return self._reply(handler, 200, {"scopes": [{"name": s} for s in self.secrets]})
-        if method == "POST" and url.path == "/api/2.0/devstack/task-values/set":
-            key = (str(body["job_run_id"]), body["task_key"], body["key"])
-            self.task_values[key] = body["value"]
-            return self._reply(handler, 200, {})
-        if method == "GET" and url.path == "/api/2.0/devstack/task-values/get":
-            key = (query.get("job_run_id", ""), query.get("task_key", ""), query.get("key", ""))
-            if key not in self.task_values:
-                return self._reply(handler, 404, missing)
-            return self._reply(handler, 200, {"value": self.task_values[key]})
-        return self._reply(handler, 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path})
 
 
 _counter = iter(range(1, 1_000_000))
@@ -248,20 +263,27 @@ def wait_until(predicate, timeout: float = 10) -> bool:
 
 
 @pytest.fixture(scope="module")
-def workspace():
-    ws = FakeWorkspace()
+def workspace(tmp_path_factory):
+    ws = RuntimeWorkspace(tmp_path_factory.mktemp("runtime-workspace"))
     ws.add_fixture_notebooks()
-    ws.secrets = {"db": {"password": "s3cr3t-Pa55", "user": "svc-mlops"}, "mlflow": {"token": "t0k3n-xyz"}}
+    ws.add_secrets({"db": {"password": "s3cr3t-Pa55", "user": "svc-mlops"}, "mlflow": {"token": "t0k3n-xyz"}})
     yield ws
     ws.stop()
 
 
-def new_driver(tmp_path: Path, workspace: FakeWorkspace, name: str = "c", **kwargs) -> DriverProcess:
+@pytest.fixture(scope="module")
+def job_run_id(workspace) -> int:
+    return workspace.new_job_run()
+
+
+def new_driver(
+    tmp_path: Path, workspace: RuntimeWorkspace, name: str = "c", url: str | None = None, **kwargs
+) -> DriverProcess:
     driver = DriverProcess(
         f"cluster-{name}",
         cluster_dir=tmp_path / name,
         data_dir=tmp_path / "data",
-        workspace_url=workspace.url,
+        workspace_url=url or workspace.url,
         token=TOKEN,
         **kwargs,
     )
@@ -396,10 +418,7 @@ def test_notebook_run_fails_on_timeout(driver):
 
 
 def test_exit_value_is_capped_at_5_mb(driver, workspace):
-    workspace.notebooks["/Shared/rt/big_exit"] = (
-        "# Databricks notebook source\ndbutils.notebook.exit('x' * (6 * 1024 * 1024))\n",
-        "py",
-    )
+    workspace.add_notebook("big_exit", "dbutils.notebook.exit('x' * (6 * 1024 * 1024))\n")
     result = run(driver, task("big_exit"))
 
     assert result["result_state"] == "SUCCESS"
@@ -421,22 +440,19 @@ def test_secrets_are_readable_and_redacted_from_output(driver):
 
 
 def test_missing_secret_fails_naming_scope_and_key(driver, workspace):
-    workspace.notebooks["/Shared/rt/missing_secret"] = (
-        "# Databricks notebook source\ndbutils.secrets.get('db', 'nope')\n",
-        "py",
-    )
+    workspace.add_notebook("missing_secret", "dbutils.secrets.get('db', 'nope')\n")
     result = run(driver, task("missing_secret"))
 
     assert result["result_state"] == "FAILED"
     assert "scope: db and key: nope" in result["error"]
 
 
-def test_task_values_flow_between_tasks_of_a_job_run(driver, workspace):
-    setter = run(driver, task("task_values_set", job_run_id=77, task_key="train"))
-    getter = run(driver, task("task_values_get", job_run_id=77, task_key="gate"))
+def test_task_values_flow_between_tasks_of_a_job_run(driver, workspace, job_run_id):
+    setter = run(driver, task("task_values_set", job_run_id=job_run_id, task_key="train"))
+    getter = run(driver, task("task_values_get", job_run_id=job_run_id, task_key="gate"))
 
     assert setter["result_state"] == "SUCCESS", setter
-    assert workspace.task_values[("77", "train", "best_run")] == {"run_id": "abc123", "rmse": 0.42}
+    assert workspace.task_value(job_run_id, "train", "best_run") == {"run_id": "abc123", "rmse": 0.42}
     assert json.loads(getter["notebook_result"]) == {
         "best": {"run_id": "abc123", "rmse": 0.42},
         "fallback": "fallback",
@@ -449,8 +465,8 @@ def test_task_values_outside_a_job_run_return_debug_value(driver):
     assert json.loads(result["notebook_result"])["best"] == {"run_id": "debug"}
 
 
-def test_task_value_that_is_not_json_fails_clearly(driver):
-    result = run(driver, task("task_values_bad", job_run_id=78, task_key="train"))
+def test_task_value_that_is_not_json_fails_clearly(driver, job_run_id):
+    result = run(driver, task("task_values_bad", job_run_id=job_run_id, task_key="train"))
 
     assert result["result_state"] == "FAILED"
     assert "Task value 'model' must be JSON-serializable" in result["error"]
@@ -479,12 +495,18 @@ def test_to_local_maps_databricks_paths(tmp_path):
         to_local("relative/x", tmp_path)
 
 
-def test_workspace_faults_are_retried(driver, workspace):
-    workspace.faults["/api/2.0/workspace/export"] = 2
-    result = run(driver, task("empty"))
+def test_workspace_faults_are_retried(tmp_path, workspace):
+    proxy = FaultProxy(workspace.url)
+    driver = new_driver(tmp_path, workspace, "faults", url=proxy.url)
+    try:
+        proxy.faults["/api/2.0/workspace/export"] = 2
+        result = run(driver, task("empty"))
+    finally:
+        driver.kill()
+        proxy.stop()
 
     assert result["result_state"] == "SUCCESS", (result["error"], result["error_trace"])
-    assert workspace.faults["/api/2.0/workspace/export"] == 0
+    assert proxy.faults["/api/2.0/workspace/export"] == 0
 
 
 # --------------------------------------------------------------------------- python files, env, concurrency
@@ -529,10 +551,10 @@ def test_concurrent_executions_keep_their_own_output_and_env(driver):
 
 
 def test_driver_environment_comes_from_the_control_plane(driver, workspace):
-    workspace.notebooks["/Shared/rt/show_env"] = (
-        "# Databricks notebook source\nimport os\n"
+    workspace.add_notebook(
+        "show_env",
+        "import os\n"
         "dbutils.notebook.exit(os.environ['MLFLOW_TRACKING_URI'] + ' ' + str('DEVSTACK_DRIVER_TOKEN' in os.environ))\n",
-        "py",
     )
     result = run(driver, task("show_env"))
 
@@ -672,15 +694,14 @@ def test_git_notebook_imports_modules_from_the_checkout(tmp_path, workspace):
 
 
 def test_spark_python_task_from_a_workspace_file_imports_its_neighbours(driver, workspace):
-    workspace.files["/Shared/rt/jobs/score.py"] = (
+    workspace.add_file(
+        "/Shared/rt/jobs/score.py",
         "import sys\nfrom jobhelpers.scaling import scale\nfrom pathlib import Path\n"
         "print('scaled', scale([int(sys.argv[1])], 2), 'from', Path(__file__).name)\n",
-        1,
     )
-    workspace.files["/Shared/rt/jobs/jobhelpers/__init__.py"] = ("", 1)
-    workspace.files["/Shared/rt/jobs/jobhelpers/scaling.py"] = (
-        "def scale(v, f):\n    return [x * f for x in v]\n",
-        1,
+    workspace.add_file("/Shared/rt/jobs/jobhelpers/__init__.py", "")
+    workspace.add_file(
+        "/Shared/rt/jobs/jobhelpers/scaling.py", "def scale(v, f):\n    return [x * f for x in v]\n"
     )
     result = run(driver, task(kind="spark_python", python_file="/Shared/rt/jobs/score.py", parameters=["21"]))
 
@@ -688,8 +709,8 @@ def test_spark_python_task_from_a_workspace_file_imports_its_neighbours(driver, 
     assert "scaled [42] from score.py" in result["logs"]
 
 
-def add_notebook(workspace: FakeWorkspace, name: str, code: str) -> None:
-    workspace.notebooks[f"{WORKSPACE_DIR}/{name}"] = ("# Databricks notebook source\n" + code, "py")
+def add_notebook(workspace: RuntimeWorkspace, name: str, code: str) -> None:
+    workspace.add_notebook(name, code)
 
 
 def test_dropdown_default_outside_its_choices_fails_naming_the_widget(driver, workspace):
