@@ -154,11 +154,14 @@ def check_cluster_spec(
                 f"Invalid value for field {_field(where, 'node_type_id')}: the cluster uses instance pool "
                 f"{pool_id}, whose node type is {pool_node}; leave node_type_id out."
             )
+        spec["node_type_id"] = pool_node  # a pool's clusters run on its node type
     driver_pool_id = spec.get("driver_instance_pool_id")
     if driver_pool_id and (pool is None or pool(driver_pool_id) is None):
         raise invalid(
             f"Instance pool {driver_pool_id} does not exist ({_field(where, 'driver_instance_pool_id')})."
         )
+    if driver_pool_id and pool is not None:
+        spec["driver_node_type_id"] = pool(driver_pool_id)["node_type_id"]
     if driver_pool_id and not pool_id:
         raise invalid(
             f"Invalid value for field {_field(where, 'driver_instance_pool_id')}: a driver pool needs "

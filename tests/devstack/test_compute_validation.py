@@ -1,0 +1,325 @@
+"""Compute checked as Azure Databricks checks it: cluster specs, policies, pools and init scripts."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import InvalidParameterValue, OperationFailed
+from databricks.sdk.service.compute import (
+    AutoScale,
+    DataSecurityMode,
+    EventType,
+    InitScriptInfo,
+    State,
+    TerminationReasonCode,
+    WorkspaceStorageInfo,
+)
+from databricks.sdk.service.workspace import ImportFormat
+
+from devstack.services import start_workspace
+
+LTS = "15.4.x-scala2.12"
+NODE = "Standard_DS3_v2"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    service = start_workspace("compute", tmp_path_factory.mktemp("ws-compute"), token="t")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service) -> WorkspaceClient:
+    return WorkspaceClient(host=service.url, token="t")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"spark_version": "99.9.x-scala2.12", "node_type_id": NODE},
+            "Invalid spark version 99.9.x-scala2.12",
+        ),
+        ({"spark_version": LTS, "node_type_id": "m5.xlarge"}, "Node type m5.xlarge is not supported"),
+        ({"spark_version": LTS, "node_type_id": "local"}, "Node type local is not supported"),
+        ({"spark_version": LTS}, "Missing required field: node_type_id"),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "driver_node_type_id": "Standard_X99"},
+            "Node type Standard_X99 is not supported (driver_node_type_id)",
+        ),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "autoscale": {"min_workers": 4, "max_workers": 2}},
+            "max_workers (2) must be at least 1 and at least min_workers (4)",
+        ),
+        ({"spark_version": LTS, "node_type_id": NODE, "num_workers": -1}, "num_workers"),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "data_security_mode": "SINGLE_USER"},
+            "Missing required field: single_user_name",
+        ),
+        ({"spark_version": LTS, "node_type_id": NODE, "data_security_mode": "SHARED"}, "data_security_mode"),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "autotermination_minutes": 5},
+            "autotermination_minutes",
+        ),
+        (
+            {
+                "spark_version": LTS,
+                "node_type_id": NODE,
+                "init_scripts": [{"dbfs": {"destination": "dbfs:/x.sh"}}],
+            },
+            "init scripts on DBFS are end-of-life",
+        ),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "instance_pool_id": "nope"},
+            "Instance pool nope does not exist",
+        ),
+        (
+            {"spark_version": LTS, "node_type_id": NODE, "policy_id": "NOPE"},
+            "Cluster policy NOPE does not exist",
+        ),
+    ],
+)
+def test_a_bad_cluster_spec_is_refused_at_create(client, spec, message):
+    before = {c.cluster_id for c in client.clusters.list()}
+    with pytest.raises(InvalidParameterValue) as caught:
+        client.api_client.do("POST", "/api/2.1/clusters/create", body={"cluster_name": "bad", **spec})
+    assert message in str(caught.value)
+    assert {c.cluster_id for c in client.clusters.list()} == before  # nothing was created
+
+
+def test_autoscale_and_single_user_clusters_are_accepted(client):
+    info = client.clusters.create(
+        cluster_name="autoscaled",
+        spark_version=LTS,
+        node_type_id="Standard_D4ds_v5",
+        autoscale=AutoScale(min_workers=1, max_workers=3),
+        data_security_mode=DataSecurityMode.SINGLE_USER,
+        single_user_name="someone@example.com",
+    ).result(timeout=timedelta(minutes=2))
+    assert info.state == State.RUNNING
+    assert (info.autoscale.min_workers, info.autoscale.max_workers) == (1, 3)
+    assert info.single_user_name == "someone@example.com"
+    client.clusters.permanent_delete(info.cluster_id)
+
+
+# --------------------------------------------------------------------------- cluster policies
+
+POLICY = {
+    "spark_version": {"type": "fixed", "value": LTS},
+    "node_type_id": {"type": "allowlist", "values": [NODE, "Standard_DS4_v2"], "defaultValue": NODE},
+    "num_workers": {"type": "range", "minValue": 1, "maxValue": 4, "defaultValue": 1},
+    "autotermination_minutes": {"type": "range", "maxValue": 60, "defaultValue": 30},
+    "custom_tags.team": {"type": "regex", "pattern": "[a-z]+"},
+    "spark_conf.spark.databricks.cluster.profile": {"type": "forbidden"},
+    "data_security_mode": {"type": "blocklist", "values": ["NONE"]},
+    "cluster_name": {"type": "unlimited", "isOptional": True},
+}
+
+
+def test_policy_crud_and_enforcement(client):
+    created = client.cluster_policies.create(
+        name="small-ml", definition=json.dumps(POLICY), description="ML teams"
+    )
+    policy = client.cluster_policies.get(created.policy_id)
+    assert (policy.name, json.loads(policy.definition)) == ("small-ml", POLICY)
+    assert created.policy_id in [p.policy_id for p in client.cluster_policies.list()]
+
+    # Violations name every rule broken, as Databricks does, and nothing is created.
+    with pytest.raises(InvalidParameterValue) as caught:
+        client.clusters.create(
+            cluster_name="too-big",
+            policy_id=created.policy_id,
+            spark_version="14.3.x-scala2.12",
+            node_type_id="Standard_E16ds_v4",
+            num_workers=9,
+            autotermination_minutes=20,
+            custom_tags={"team": "ML-Ops"},
+            spark_conf={"spark.databricks.cluster.profile": "singleNode"},
+            data_security_mode=DataSecurityMode.NONE,
+        )
+    message = str(caught.value)
+    assert "Validation failed for spark_version, the value must be 15.4.x-scala2.12" in message
+    assert "Validation failed for node_type_id, the value must be one of" in message
+    assert "Validation failed for num_workers, the value must be at most 4" in message
+    assert "Validation failed for custom_tags.team, the value must match the regex [a-z]+" in message
+    assert (
+        "Validation failed for spark_conf.spark.databricks.cluster.profile, the value must not be present"
+        in message
+    )
+    assert "Validation failed for data_security_mode, the value must not be one of" in message
+
+    # Without the defaults applied, a required attribute the spec leaves out is a violation too.
+    with pytest.raises(
+        InvalidParameterValue,
+        match="Validation failed for autotermination_minutes, the value must be present",
+    ):
+        client.clusters.create(
+            cluster_name="no-default",
+            policy_id=created.policy_id,
+            spark_version=LTS,
+            node_type_id=NODE,
+            num_workers=1,
+            custom_tags={"team": "ml"},
+        )
+
+    # Fixed and default values fill what the spec leaves out.
+    info = client.clusters.create(
+        cluster_name="by-policy",
+        spark_version=LTS,
+        policy_id=created.policy_id,
+        apply_policy_default_values=True,
+        custom_tags={"team": "ml"},
+    ).result(timeout=timedelta(minutes=2))
+    assert (info.spark_version, info.node_type_id, info.num_workers, info.autotermination_minutes) == (
+        LTS,
+        NODE,
+        1,
+        30,
+    )
+    assert info.policy_id == created.policy_id
+    client.clusters.permanent_delete(info.cluster_id)
+
+    client.cluster_policies.edit(
+        created.policy_id,
+        name="small-ml",
+        definition=json.dumps({"num_workers": {"type": "fixed", "value": 2}}),
+    )
+    assert json.loads(client.cluster_policies.get(created.policy_id).definition) == {
+        "num_workers": {"type": "fixed", "value": 2}
+    }
+    client.cluster_policies.delete(created.policy_id)
+    assert created.policy_id not in [p.policy_id for p in client.cluster_policies.list()]
+
+
+def test_a_bad_policy_definition_is_refused(client):
+    with pytest.raises(InvalidParameterValue, match="needs a type"):
+        client.cluster_policies.create(
+            name="broken", definition=json.dumps({"num_workers": {"type": "sometimes"}})
+        )
+
+
+# --------------------------------------------------------------------------- instance pools
+
+
+def test_pool_crud_and_a_cluster_from_its_idle_instances(client):
+    pool = client.instance_pools.create(
+        instance_pool_name="warm", node_type_id="Standard_DS4_v2", min_idle_instances=2, max_capacity=4
+    )
+    got = client.instance_pools.get(pool.instance_pool_id)
+    assert (got.instance_pool_name, got.node_type_id, got.stats.idle_count, got.stats.used_count) == (
+        "warm",
+        "Standard_DS4_v2",
+        2,
+        0,
+    )
+
+    info = client.clusters.create(
+        cluster_name="pooled", spark_version=LTS, instance_pool_id=pool.instance_pool_id, num_workers=1
+    ).result(timeout=timedelta(minutes=2))
+    assert info.node_type_id == "Standard_DS4_v2"  # the pool's
+    stats = client.instance_pools.get(pool.instance_pool_id).stats
+    assert (stats.used_count, stats.idle_count) == (2, 2)  # two taken, the pool keeps two idle
+
+    # A cluster that does not fit in the pool's capacity fails to start, naming the pool.
+    with pytest.raises(OperationFailed):
+        client.clusters.create(
+            cluster_name="too-big", spark_version=LTS, instance_pool_id=pool.instance_pool_id, num_workers=4
+        ).result(timeout=timedelta(minutes=2))
+    failed = [c for c in client.clusters.list() if c.cluster_name == "too-big"][0]
+    assert failed.termination_reason.code == TerminationReasonCode.INSTANCE_POOL_MAX_CAPACITY_REACHED
+
+    client.clusters.delete_and_wait(info.cluster_id)
+    stats = client.instance_pools.get(pool.instance_pool_id).stats
+    assert (stats.used_count, stats.idle_count) == (0, 4)  # its instances went back to the pool
+
+    client.instance_pools.edit(
+        pool.instance_pool_id,
+        instance_pool_name="warmer",
+        node_type_id="Standard_DS4_v2",
+        min_idle_instances=1,
+    )
+    assert client.instance_pools.get(pool.instance_pool_id).instance_pool_name == "warmer"
+    for cluster in (info.cluster_id, failed.cluster_id):
+        client.clusters.permanent_delete(cluster)
+    client.instance_pools.delete(pool.instance_pool_id)
+    assert pool.instance_pool_id not in [p.instance_pool_id for p in client.instance_pools.list()]
+
+
+def test_pool_node_type_must_be_azure(client):
+    with pytest.raises(InvalidParameterValue, match="Node type i3.xlarge is not supported"):
+        client.instance_pools.create(instance_pool_name="aws", node_type_id="i3.xlarge")
+
+
+def test_idle_pool_instances_shorten_the_modelled_start(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=store)
+    ctx.cluster_start_seconds = 10.0
+    pools = InstancePools(store)
+    manager = ClusterManager(ctx, pools, ClusterPolicies(store))
+    pool_id = pools.create({"instance_pool_name": "p", "node_type_id": NODE, "min_idle_instances": 2})
+    spec = {"spark_version": LTS, "instance_pool_id": pool_id, "num_workers": 1}
+    leases, warm = manager._take_pool_instances(spec)  # both nodes idle: already up
+    assert (warm, manager.start_seconds(warm)) == (1.0, pytest.approx(2.0))
+    leases2, warm2 = manager._take_pool_instances({**spec, "num_workers": 3})  # 2 of 4 idle (refilled)
+    assert (warm2, manager.start_seconds(warm2)) == (0.5, pytest.approx(6.0))
+    assert manager.start_seconds(0.0) == 10.0  # no pool: the full start
+    manager._release(leases + leases2)
+    assert pools.describe(pool_id)["stats"]["used_count"] == 0
+    store.close()
+
+
+# --------------------------------------------------------------------------- init scripts
+
+
+def _upload(client: WorkspaceClient, path: str, text: str) -> None:
+    client.workspace.mkdirs(path.rsplit("/", 1)[0])
+    client.workspace.upload(path, io.BytesIO(text.encode()), format=ImportFormat.AUTO, overwrite=True)
+
+
+def test_init_scripts_run_before_the_driver_and_a_failing_one_stops_the_start(client, service, tmp_path):
+    marker = tmp_path / "init-ran"
+    _upload(
+        client,
+        "/Shared/init/setup.sh",
+        f'#!/bin/bash\nset -e\necho "cluster=$DB_CLUSTER_ID driver=$DB_IS_DRIVER" > {marker}\n',
+    )
+    _upload(client, "/Shared/init/broken.sh", "#!/bin/bash\necho about to fail\nexit 3\n")
+    script = InitScriptInfo(workspace=WorkspaceStorageInfo(destination="/Shared/init/setup.sh"))
+    info = client.clusters.create(
+        cluster_name="with-init", spark_version=LTS, node_type_id=NODE, num_workers=0, init_scripts=[script]
+    ).result(timeout=timedelta(minutes=2))
+    assert marker.read_text().strip() == f"cluster={info.cluster_id} driver=TRUE"
+    kinds = [
+        e.type
+        for e in client.clusters.events(
+            info.cluster_id,
+        )
+    ]
+    assert EventType.INIT_SCRIPTS_STARTED in kinds and EventType.INIT_SCRIPTS_FINISHED in kinds
+
+    broken = InitScriptInfo(workspace=WorkspaceStorageInfo(destination="/Shared/init/broken.sh"))
+    with pytest.raises(OperationFailed, match="Cluster scoped init script /Shared/init/broken.sh failed"):
+        client.clusters.create(
+            cluster_name="broken-init",
+            spark_version=LTS,
+            node_type_id=NODE,
+            num_workers=0,
+            init_scripts=[script, broken],
+        ).result(timeout=timedelta(minutes=2))
+    failed = [c for c in client.clusters.list() if c.cluster_name == "broken-init"][0]
+    assert failed.state == State.TERMINATED
+    assert failed.termination_reason.code == TerminationReasonCode.INIT_SCRIPT_FAILURE
+    assert (
+        "Script exit status is non-zero" in failed.termination_reason.parameters["databricks_error_message"]
+    )
+    for cluster in (info.cluster_id, failed.cluster_id):
+        client.clusters.permanent_delete(cluster)
