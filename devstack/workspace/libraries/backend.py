@@ -355,33 +355,19 @@ class LibrariesBackend:
 class LibraryFiles:
     """Reads library files where Databricks takes them from.
 
-    ``/Workspace/...`` through the workspace's own export API (as a cluster node downloads them),
-    everything else (``/Volumes/...``, ``abfss://``, ``dbfs:/``) from the workspace's storage.
-
-    :param workspace_url: where the workspace answers (its local address).
-    :param token: a fresh token for one read.
-    :param storage: the workspace's :class:`~devstack.workspace.runtime.fs.StorageMap`.
+    :param workspace_file: the bytes of a workspace file by its workspace path (``/Shared/x.whl``
+        for ``/Workspace/Shared/x.whl``).
+    :param storage: the workspace's :class:`~devstack.workspace.runtime.fs.StorageMap`
+        (``/Volumes/...``, ``abfss://``, ``dbfs:/``).
     """
 
-    def __init__(self, workspace_url: str, token: Callable[[], str], storage: Any):
-        self.workspace_url = workspace_url
-        self.token = token
+    def __init__(self, workspace_file: Callable[[str], bytes], storage: Any):
+        self.workspace_file = workspace_file
         self.storage = storage
 
     def __call__(self, path: str) -> bytes:
         if path.startswith("/Workspace/"):
-            import base64
-
-            from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
-
-            client = WorkspaceClient(self.workspace_url, self.token())
-            try:
-                answer = client.get(
-                    "/api/2.0/workspace/export", path=path[len("/Workspace") :], format="SOURCE"
-                )
-            except WorkspaceApiError as exc:
-                raise FileNotFoundError(exc.message) from None
-            return base64.b64decode(answer.get("content") or "")
+            return self.workspace_file(path[len("/Workspace") :])
         local = self.storage.to_local(path)
         if not local.is_file():
             raise FileNotFoundError(f"no such file ({path})")

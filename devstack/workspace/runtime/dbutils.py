@@ -294,7 +294,7 @@ class JobsUtils:
 
 class LibraryUtils:
     def restartPython(self) -> None:  # noqa: N802
-        print("dbutils.library.restartPython(): no-op on the devstack (libraries come from the venv)")
+        print("dbutils.library.restartPython(): no-op on the devstack (libraries import at once)")
 
 
 class DBUtils:
