@@ -158,50 +158,6 @@ class ClustersApi:
     def node_types(self, request: Request):
         return {"node_types": NODE_TYPES}
 
-    # Cluster libraries as recorded so far; their own package (devstack.workspace.libraries)
-    # takes these endpoints over.
-
-    def _library_status(self, cluster: AllPurposeCluster) -> dict[str, Any]:
-        note = "devstack: libraries come from the project's Python environment; nothing was installed."
-        return {
-            "cluster_id": cluster.cluster_id,
-            "library_statuses": [
-                {
-                    "library": lib,
-                    "status": "INSTALLED",
-                    "is_library_for_all_clusters": False,
-                    "messages": [note],
-                }
-                for lib in cluster.libraries
-            ],
-        }
-
-    def _libraries(self, request: Request) -> tuple[AllPurposeCluster, list[dict[str, Any]]]:
-        cluster = self.clusters.get(self._cluster_id(request))
-        libraries = request.require("libraries", list)
-        if not all(isinstance(lib, dict) and lib for lib in libraries):
-            raise invalid(
-                "Invalid value for field libraries: expected objects like {'pypi': {'package': ...}}"
-            )
-        return cluster, libraries
-
-    def install_libraries(self, request: Request):
-        # Recorded, not installed: notebooks import from the environment the devstack runs in.
-        cluster, libraries = self._libraries(request)
-        cluster.libraries += [lib for lib in libraries if lib not in cluster.libraries]
-        return {}
-
-    def uninstall_libraries(self, request: Request):
-        cluster, libraries = self._libraries(request)
-        cluster.libraries = [lib for lib in cluster.libraries if lib not in libraries]
-        return {}
-
-    def library_status(self, request: Request):
-        return self._library_status(self.clusters.get(self._cluster_id(request)))
-
-    def all_library_statuses(self, request: Request):
-        return {"statuses": [self._library_status(c) for c in self.clusters.clusters.values()]}
-
 
 class InstancePoolsApi:
     """``/api/2.0/instance-pools/*``."""
