@@ -156,3 +156,28 @@ def test_task_libraries_live_as_long_as_the_driver(backend):
     backend.cluster_stopped("job-cluster")
     assert not python.exists()
     assert backend.statuses("job-cluster") == []
+
+
+def test_api_libraries_outlive_a_workspace_restart(tmp_path):
+    from devstack.workspace.store import Store
+
+    def no_files(path: str) -> bytes:
+        raise FileNotFoundError(path)
+
+    store = Store(tmp_path / "workspace.db")
+    first = LibrariesBackend(tmp_path / "envs", no_files, store)
+    first.start_environment("cluster-a")
+    first.cluster_running("cluster-a")
+    first.request_install("cluster-a", [TOMLI_W, {"pypi": {"package": "humanize"}}])
+    wait_for(first, "cluster-a", lambda s: all(x["status"] == "INSTALLED" for x in s))
+    first.request_uninstall("cluster-a", [{"pypi": {"package": "humanize"}}])
+    first.install_for_task("cluster-a", [{"maven": {"coordinates": "com.example:lib:1.0"}}])
+    stale = first.root / "cluster-a"
+    assert stale.is_dir()
+
+    # The process dies; a new one reads the same store: every driver is gone, so the clusters
+    # restart: the library marked for removal is gone, the task's library too.
+    second = LibrariesBackend(tmp_path / "envs", no_files, store)
+    assert not stale.exists()
+    assert [(s["library"], s["status"]) for s in second.statuses("cluster-a")] == [(TOMLI_W, "PENDING")]
+    store.close()

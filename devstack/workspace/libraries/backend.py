@@ -36,6 +36,7 @@ from databricks.sdk.service.compute import Library, LibraryFullStatus, LibraryIn
 
 from devstack.workspace.http import invalid
 from devstack.workspace.runtime.environment import PythonEnvironment
+from devstack.workspace.store import Store, dumps, loads
 
 log = logging.getLogger("devstack.workspace.libraries")
 
@@ -50,6 +51,14 @@ INSTALLED = LibraryInstallStatus.INSTALLED.value
 FAILED = LibraryInstallStatus.FAILED.value
 SKIPPED = LibraryInstallStatus.SKIPPED.value
 UNINSTALL_ON_RESTART = LibraryInstallStatus.UNINSTALL_ON_RESTART.value
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cluster_libraries (
+    cluster_id TEXT PRIMARY KEY,
+    libraries TEXT NOT NULL
+);
+"""
 
 
 class LibraryInstallError(Exception):
@@ -127,16 +136,56 @@ class LibrariesBackend:
     :param root: where cluster environments live (``<root>/<cluster_id>``).
     :param read_file: the bytes of a library file given by its Databricks path (``/Workspace/...``,
         ``/Volumes/...``, ...); raises ``FileNotFoundError`` (or an ``ApiError``) when it is missing.
+    :param store: where the libraries installed through the API are kept, so that a workspace
+        restart keeps them (None: in memory only).
     :param pip_args: extra arguments of every ``pip install``.
     """
 
-    def __init__(self, root: Path, read_file: Callable[[str], bytes], pip_args: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        read_file: Callable[[str], bytes],
+        store: Store | None = None,
+        pip_args: list[str] | None = None,
+    ):
         self.root = Path(root)
         self.read_file = read_file
+        self.store = store
         self.pip_args = list(pip_args or [])
         self._lock = threading.Lock()
         self._clusters: dict[str, _Cluster] = {}
         self.stopping = False
+        # No driver outlives the workspace process: environments left by a previous one are stale.
+        shutil.rmtree(self.root, ignore_errors=True)
+        if store is not None:
+            store.ensure_schema(SCHEMA)
+            for row in store.all("SELECT cluster_id, libraries FROM cluster_libraries"):
+                cluster = self._cluster(row["cluster_id"])
+                # Every cluster restarted with the workspace: those marked for removal are gone.
+                cluster.libraries = [
+                    LibraryState(item["library"], PENDING, [], True)
+                    for item in loads(row["libraries"], [])
+                    if not item.get("uninstall")
+                ]
+                self._save(cluster)
+
+    def _save(self, cluster: _Cluster) -> None:
+        """Keep the cluster's API libraries (in order, with their removal marks)."""
+        if self.store is None:
+            return
+        kept = [
+            {"library": s.library, "uninstall": s.status == UNINSTALL_ON_RESTART}
+            for s in cluster.libraries
+            if s.from_api
+        ]
+        with self.store.tx() as conn:
+            if kept:
+                conn.execute(
+                    "INSERT OR REPLACE INTO cluster_libraries (cluster_id, libraries) VALUES (?, ?)",
+                    (cluster.cluster_id, dumps(kept)),
+                )
+            else:
+                conn.execute("DELETE FROM cluster_libraries WHERE cluster_id = ?", (cluster.cluster_id,))
 
     def _cluster(self, cluster_id: str) -> _Cluster:
         with self._lock:
@@ -158,13 +207,20 @@ class LibrariesBackend:
         cluster = self._cluster(cluster_id)
         with cluster.install_lock:
             cluster.running = False
-            cluster.libraries = [
-                LibraryState(s.library, PENDING, [], True)
-                for s in cluster.libraries
-                if s.from_api and s.status != UNINSTALL_ON_RESTART
-            ]
+            self._reset(cluster)
             cluster.env.create()
         return cluster.env.python
+
+    def _reset(self, cluster: _Cluster) -> None:
+        """A new driver (or none): API libraries pending again, the rest gone."""
+        before = len(cluster.libraries)
+        cluster.libraries = [
+            LibraryState(s.library, PENDING, [], True)
+            for s in cluster.libraries
+            if s.from_api and s.status != UNINSTALL_ON_RESTART
+        ]
+        if len(cluster.libraries) != before:
+            self._save(cluster)
 
     def cluster_running(self, cluster_id: str) -> None:
         """The driver is up: install the libraries the API asked for, in the background."""
@@ -181,11 +237,7 @@ class LibrariesBackend:
             return
         cluster.running = False
         with cluster.install_lock:
-            cluster.libraries = [
-                LibraryState(s.library, PENDING, [], True)
-                for s in cluster.libraries
-                if s.from_api and s.status != UNINSTALL_ON_RESTART
-            ]
+            self._reset(cluster)
             cluster.env.remove()
             if not cluster.libraries:
                 with self._lock:
@@ -208,6 +260,7 @@ class LibrariesBackend:
                     state.from_api = True
                     if state.status == UNINSTALL_ON_RESTART:
                         state.status = INSTALLED  # still installed: asked for again before the restart
+            self._save(cluster)
         if cluster.running:
             self._install_pending_async(cluster)
 
@@ -217,13 +270,14 @@ class LibrariesBackend:
         with cluster.install_lock:
             for library in libraries:
                 state = cluster.find(library)
-                if state is None:
+                if state is None or state.status == UNINSTALL_ON_RESTART:
                     continue
                 if state.status in (INSTALLED, INSTALLING, RESOLVING) and cluster.running:
                     state.status = UNINSTALL_ON_RESTART
                     state.messages = []
                 else:  # never installed: nothing to restart for
                     cluster.libraries.remove(state)
+            self._save(cluster)
 
     def statuses(self, cluster_id: str) -> list[dict[str, Any]]:
         """``library_statuses`` of a cluster: requested ones in order, those marked for removal last."""
