@@ -8,13 +8,26 @@ import logging
 
 from devstack.workspace.clusters import run_token
 from devstack.workspace.context import WorkspaceContext
+from devstack.workspace.files.backend import FilesBackend
+from devstack.workspace.files.dbfs import Dbfs
+from devstack.workspace.http import ApiError
+from devstack.workspace.iam.api import build_identities
+from devstack.workspace.iam.backend import Principal
 from devstack.workspace.jobs.backend import JobsBackend
+from devstack.workspace.mlflow.tracking_backend import (
+    ArtifactSigner,
+    MlflowServer,
+    TrackingBackend,
+    workspace_folder_type,
+)
+from devstack.workspace.mlflow.uc_registry_backend import PresignedUrls, UcModelRegistry
 from devstack.workspace.repos.backend import GitSourceCheckouts, ReposBackend
 from devstack.workspace.routes import build_router
 from devstack.workspace.runs.journal import Journal
 from devstack.workspace.runs.launcher import Launcher
 from devstack.workspace.runs.state import RunsBackend
 from devstack.workspace.secrets.backend import SecretsBackend
+from devstack.workspace.serving.backend import ServingBackend
 from devstack.workspace.workspace_files.backend import WorkspaceTree
 
 log = logging.getLogger("devstack.workspace")
@@ -27,9 +40,37 @@ class Workspace:
         # Backends, in dependency order.
         # The workspace tree (notebooks, files, folders; Git folders in it) and secret scopes.
         self.workspace_tree = WorkspaceTree(self.store, ctx.data_dir)
-        ctx.services["workspace"] = self.workspace_tree  # until iam and mlflow take it from the Workspace
         self.repos = ReposBackend(self.store, self.workspace_tree)
         self.secrets = SecretsBackend(self.store)
+        # Identities next: the server signs every /api/ caller in with them.
+        self.iam = build_identities(ctx, on_new_principal=self._make_home)
+        ctx.services["iam"] = self.iam  # until clusters and the server take it from the Workspace
+        # Unity Catalog: the metastore all workspaces share (None in contexts built without one),
+        # the Files API on its volumes, and DBFS.
+        self.metastore = ctx.metastore
+        self.files = FilesBackend(self.metastore) if self.metastore is not None else None
+        self.dbfs = Dbfs(ctx.data_dir / "dbfs", ctx.data_dir / "dbfs-spool")
+        # MLflow: the tracking server proxy and the Unity Catalog model registry (None without one).
+        self.mlflow_tracking = None
+        if ctx.mlflow_tracking_uri:
+            self.mlflow_tracking = TrackingBackend(
+                MlflowServer(ctx.mlflow_tracking_uri),
+                ctx.name,
+                lambda path: workspace_folder_type(self.workspace_tree, path),
+                ArtifactSigner(),
+            )
+        self.uc_registry = UcModelRegistry(ctx.mlflow_tracking_uri, self.metastore)
+        self.presigned_urls = PresignedUrls()
+        # Model Serving: endpoints serve the registry's model versions.
+        self.serving = ServingBackend(
+            self.store,
+            self.uc_registry,
+            self.metastore,
+            ctx.data_dir / "serving",
+            idle_seconds=ctx.serving_idle_seconds,
+            secret=self._secret,
+        )
+        ctx.on_shutdown.append(self.serving.shutdown)
         # The git checkouts of job runs' git_source.
         self.git_checkouts = GitSourceCheckouts(ctx.data_dir / "git-cache")
         # Jobs and runs. The runs journal also hands out run and job ids. Run-now hands a job's
@@ -47,6 +88,21 @@ class Workspace:
     def http_timings(self):
         """The server's recent (path, milliseconds) handling times (the stats endpoint reads them)."""
         return self.ctx.services.get("http_timings") or ()  # until the server hands them to the Workspace
+
+    def _make_home(self, principal: Principal) -> None:
+        """Each principal's home folder, /Users/<name>."""
+        self.workspace_tree.mkdirs(principal.home)
+
+    def _secret(self, scope: str, key: str) -> str | None:
+        """A secret's value, for ``{{secrets/<scope>/<key>}}`` references of serving endpoints.
+
+        None when the scope or the key does not exist.
+        """
+        try:
+            value = self.secrets.get(scope, key)
+        except ApiError:
+            return None
+        return value.decode("utf-8", errors="replace")
 
     def close(self) -> None:
         """Stop the services in reverse order of their start, then close the store."""

@@ -152,3 +152,33 @@ def test_put_as_multipart_form_takes_the_file_part_raw(dbfs_workspace, w):
     )
     assert response.status_code == 200, response.text
     assert base64.b64decode(w.dbfs.read("/tmp/form.bin").data) == b"\x00\x01raw bytes"
+
+
+def test_backend_in_process_streams_a_file_and_keeps_handles_apart(tmp_path):
+    """The DBFS backend without HTTP: a stream shows its file only once closed; a closed handle
+    is gone; dbfs:/ and / name the same file; volume paths are sent to the Files API."""
+    from devstack.workspace.files.dbfs import Dbfs
+    from devstack.workspace.http import ApiError
+
+    dbfs = Dbfs(tmp_path / "dbfs", tmp_path / "spool")
+    assert [f["path"] for f in dbfs.list("/")] == ["/FileStore", "/tmp", "/user"]
+    first, second = dbfs.create("/tmp/a.bin"), dbfs.create("dbfs:/tmp/b.bin")
+    assert first != second
+    dbfs.add_block(first, b"hello ")
+    dbfs.add_block(second, b"other")
+    dbfs.add_block(first, b"world")
+    with pytest.raises(ApiError) as missing:
+        dbfs.status("/tmp/a.bin")
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    dbfs.close(first)
+    dbfs.close(second)
+    assert dbfs.read("dbfs:/tmp/a.bin") == b"hello world"
+    assert dbfs.read("/tmp/a.bin", 6, 3) == b"wor"
+    assert dbfs.status("/tmp/b.bin")["file_size"] == 5
+    with pytest.raises(ApiError) as closed:
+        dbfs.add_block(first, b"late")
+    assert closed.value.status == 404 and f"{first}" in closed.value.message
+    with pytest.raises(ApiError) as volume:
+        dbfs.put("/Volumes/main/default/v/x", b"x")
+    assert "Files API" in volume.value.message
+    assert list((tmp_path / "spool").iterdir()) == []

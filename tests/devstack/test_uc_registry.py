@@ -261,20 +261,20 @@ def test_every_call_of_the_client_has_a_route(tmp_path):
     from mlflow.protos.databricks_uc_registry_service_pb2 import UcModelRegistryService
     from mlflow.utils.rest_utils import _REST_API_PATH_PREFIX, extract_api_info_for_service
 
+    from devstack.workspace.app import Workspace
     from devstack.workspace.context import WorkspaceContext
-    from devstack.workspace.http import Router
-    from devstack.workspace.mlflow import uc_registry_api
     from devstack.workspace.store import Store
 
     ctx = WorkspaceContext(
         name="t", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=Store(tmp_path / "db")
     )
-    router = Router()
-    uc_registry_api.register(router, ctx)
-    for service in (UcModelRegistryService, FilesystemService):
-        for path, method in extract_api_info_for_service(service, _REST_API_PATH_PREFIX).values():
-            router.match(method, path)  # raises ENDPOINT_NOT_FOUND when missing
-    ctx.store.close()
+    workspace = Workspace(ctx)
+    try:
+        for service in (UcModelRegistryService, FilesystemService):
+            for path, method in extract_api_info_for_service(service, _REST_API_PATH_PREFIX).values():
+                workspace.router.match(method, path)  # raises ENDPOINT_NOT_FOUND when missing
+    finally:
+        workspace.close()
 
 
 def test_update_rename_and_delete_as_unity_catalog_does(uc, clients, data):

@@ -370,18 +370,21 @@ def test_notebooks_reach_their_workspace_at_its_own_address_behind_a_published_p
 
 
 def test_a_workspace_without_mlflow_server_says_how_to_get_one(tmp_path):
+    from devstack.workspace.app import Workspace
     from devstack.workspace.context import WorkspaceContext
-    from devstack.workspace.http import ApiError, Request, Router
-    from devstack.workspace.mlflow import tracking_api
+    from devstack.workspace.http import ApiError, Request
     from devstack.workspace.store import Store
 
     ctx = WorkspaceContext(
         name="dev", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=Store(tmp_path / "ws.db")
     )
-    router = Router()
-    tracking_api.register(router, ctx)
-    handler, params = router.match("POST", "/api/2.0/mlflow/experiments/create")
-    with pytest.raises(ApiError) as refused:
-        handler(Request("POST", "/api/2.0/mlflow/experiments/create", {}, {"name": "/Shared/x"}, {}, params))
+    workspace = Workspace(ctx)
+    try:
+        handler, params = workspace.router.match("POST", "/api/2.0/mlflow/experiments/create")
+        with pytest.raises(ApiError) as refused:
+            handler(
+                Request("POST", "/api/2.0/mlflow/experiments/create", {}, {"name": "/Shared/x"}, {}, params)
+            )
+    finally:
+        workspace.close()
     assert refused.value.status == 501 and "--mlflow-tracking-uri" in refused.value.message
-    ctx.store.close()

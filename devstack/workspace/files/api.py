@@ -10,7 +10,6 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import unquote
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.files.backend import FilesBackend
 from devstack.workspace.http import ApiError, Request, Response, raw_body
 
@@ -50,77 +49,70 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    if ctx.metastore is None:
-        return
-    files = FilesBackend(ctx.metastore)
-    ctx.services["files"] = files
+def _path(req: Request) -> str:
+    return unquote(req.path_params["path"])
 
-    def path_of(req: Request) -> str:
-        return unquote(req.path_params["path"])
+
+def _unmodified_since(req: Request, mtime: float) -> None:
+    since = req.headers.get("if-unmodified-since")
+    if since:
+        try:
+            limit = parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", f"Invalid If-Unmodified-Since {since!r}."
+            ) from None
+        if int(mtime) > limit:
+            raise ApiError(
+                412,
+                "FAILED_PRECONDITION",
+                f"{_path(req)} was modified after {since}; download it again.",
+            )
+
+
+class FilesApi:
+    """Files and directories of Unity Catalog volumes, as databricks-sdk's ``w.files`` calls them."""
+
+    def __init__(self, files: FilesBackend):
+        self.files = files
 
     @raw_body
-    def upload(req: Request):
-        files.upload(path_of(req), req.raw_body, overwrite=req.get("overwrite", bool, True))
+    def upload(self, req: Request):
+        self.files.upload(_path(req), req.raw_body, overwrite=req.get("overwrite", bool, True))
         return {}
 
-    def _unmodified_since(req: Request, mtime: float) -> None:
-        since = req.headers.get("if-unmodified-since")
-        if since:
-            try:
-                limit = parsedate_to_datetime(since).timestamp()
-            except (TypeError, ValueError):
-                raise ApiError(
-                    400, "INVALID_PARAMETER_VALUE", f"Invalid If-Unmodified-Since {since!r}."
-                ) from None
-            if int(mtime) > limit:
-                raise ApiError(
-                    412,
-                    "FAILED_PRECONDITION",
-                    f"{path_of(req)} was modified after {since}; download it again.",
-                )
-
-    def download(req: Request):
-        path = path_of(req)
-        stat = files.stat(path)
+    def download(self, req: Request):
+        path = _path(req)
+        stat = self.files.stat(path)
         _unmodified_since(req, stat.mtime)
         span = _byte_range(req.headers.get("range"), stat.size)
         if span is None:
-            data = files.read(path)
+            data = self.files.read(path)
             return Response(data, content_type=OCTET, headers=_headers(len(data), stat.mtime))
-        data = files.read(path, *span)
+        data = self.files.read(path, *span)
         headers = _headers(len(data), stat.mtime)
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{stat.size}"
         return Response(data, content_type=OCTET, status=206, headers=headers)
 
-    def metadata(req: Request):
-        stat = files.stat(path_of(req))
+    def metadata(self, req: Request):
+        stat = self.files.stat(_path(req))
         return Response(b"", content_type=OCTET, headers=_headers(stat.size, stat.mtime))
 
-    def delete(req: Request):
-        files.delete(path_of(req))
+    def delete(self, req: Request):
+        self.files.delete(_path(req))
         return {}
 
-    def mkdirs(req: Request):
-        files.mkdirs(path_of(req))
+    def mkdirs(self, req: Request):
+        self.files.mkdirs(_path(req))
         return {}
 
-    def list_directory(req: Request):
-        return files.list(path_of(req), req.get("page_size", int), req.get("page_token", str))
+    def list_directory(self, req: Request):
+        return self.files.list(_path(req), req.get("page_size", int), req.get("page_token", str))
 
-    def directory_metadata(req: Request):
-        files.require_directory(path_of(req))
+    def directory_metadata(self, req: Request):
+        self.files.require_directory(_path(req))
         return Response(b"", content_type="application/json")
 
-    def delete_directory(req: Request):
-        files.delete_directory(path_of(req))
+    def delete_directory(self, req: Request):
+        self.files.delete_directory(_path(req))
         return {}
-
-    router.add("PUT", "2.0", "fs/files{path:path}", upload)
-    router.add("GET", "2.0", "fs/files{path:path}", download)
-    router.add("HEAD", "2.0", "fs/files{path:path}", metadata)
-    router.add("DELETE", "2.0", "fs/files{path:path}", delete)
-    router.add("PUT", "2.0", "fs/directories{path:path}", mkdirs)
-    router.add("GET", "2.0", "fs/directories{path:path}", list_directory)
-    router.add("HEAD", "2.0", "fs/directories{path:path}", directory_metadata)
-    router.add("DELETE", "2.0", "fs/directories{path:path}", delete_directory)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from devstack.workspace.context import WorkspaceContext
-from devstack.workspace.http import Request, Response, Router, invalid
+from devstack.workspace.http import Request, Response, invalid, raw_body
 from devstack.workspace.iam.backend import (
     EntraTrust,
     Identities,
@@ -34,11 +33,15 @@ from devstack.workspace.iam.backend import (
 )
 
 SCIM = "preview/scim/v2"
+SECRETS_PATH = "accounts/servicePrincipals/{sp}/credentials/secrets"
 LIST_SCHEMA = ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
 
 
-def build_identities(ctx: WorkspaceContext) -> Identities:
-    """The workspace's identities, trusting the Entra tenant its context names (if any)."""
+def build_identities(ctx: WorkspaceContext, on_new_principal: Callable[[Principal], None]) -> Identities:
+    """The workspace's identities, trusting the Entra tenant its context names (if any).
+
+    :param on_new_principal: called with each new principal and the admin (its home folder).
+    """
     entra = None
     if ctx.entra_url:
         if not ctx.entra_tenant_id:
@@ -46,21 +49,15 @@ def build_identities(ctx: WorkspaceContext) -> Identities:
                 "--entra-url needs --entra-tenant-id: the tenant whose tokens this workspace accepts"
             )
         entra = EntraTrust(ctx.entra_url, ctx.entra_tenant_id, ctx.entra_ca_file)
-
-    def make_home(principal: Principal) -> None:
-        tree = ctx.services.get("workspace")
-        if tree is not None:
-            tree.mkdirs(principal.home)
-
     identities = Identities(
         ctx.store,
         workspace_name=ctx.name,
         pat=ctx.token,
         entra=entra,
         azure_resource_id=ctx.azure_resource_id,
-        on_new_principal=make_home,
+        on_new_principal=on_new_principal,
     )
-    make_home(identities.admin)
+    on_new_principal(identities.admin)
     return identities
 
 
@@ -103,19 +100,62 @@ def _base_url(request: Request) -> str:
     return f"{request.scheme}://{host}"
 
 
-def register(router: Router, ctx: WorkspaceContext) -> None:
-    identities = build_identities(ctx)
-    ctx.services["iam"] = identities
-    workspace_id = str(int(zlib.crc32(ctx.name.encode())) % 10**15 or 1)
+def _lifetime_seconds(request: Request) -> int | None:
+    lifetime = request.get("lifetime", str)
+    if not lifetime:
+        return None
+    text = lifetime.rstrip("s")
+    if not text.isdigit() or int(text) <= 0:
+        raise invalid(f"Invalid value for field lifetime: {lifetime!r}; give seconds such as '3600s'.")
+    return int(text)
+
+
+class PrincipalsApi:
+    """SCIM calls on one kind of principal (``Users`` or ``ServicePrincipals``)."""
+
+    def __init__(self, identities: Identities, kind: str, create: Callable[[dict[str, Any]], dict[str, Any]]):
+        self.identities = identities
+        self.kind = kind
+        self._create = create
+
+    def list(self, request: Request) -> dict[str, Any]:
+        return _list_response(request, self.identities.list_principals(self.kind, request.get("filter", str)))
+
+    def create(self, request: Request) -> dict[str, Any]:
+        return self._create(request.body)
+
+    def get(self, request: Request) -> dict[str, Any]:
+        return self.identities.scim_principal(request.path_params["id"], self.kind)
+
+    def replace(self, request: Request) -> dict[str, Any]:
+        return self.identities.replace_principal(request.path_params["id"], self.kind, request.body)
+
+    def patch(self, request: Request) -> None:
+        self.identities.patch_principal(request.path_params["id"], self.kind, _operations(request))
+
+    def delete(self, request: Request) -> None:
+        self.identities.delete_principal(request.path_params["id"], self.kind)
+
+
+class IamApi:
+    """Discovery, OAuth tokens, SCIM and service principal secrets of one workspace's identities."""
+
+    def __init__(self, identities: Identities, *, workspace_id: str):
+        self.identities = identities
+        self.workspace_id = workspace_id
+        self.users = PrincipalsApi(identities, "user", identities.create_user)
+        self.service_principals = PrincipalsApi(
+            identities, "service_principal", identities.create_service_principal
+        )
 
     # ------------------------------------------------------------------ discovery and OAuth
 
-    def host_metadata(request: Request) -> dict[str, Any]:
+    def host_metadata(self, request: Request) -> dict[str, Any]:
         # databricks-sdk reads this at client creation; oauth-m2m takes its discovery URL from
         # oidc_endpoint (databricks/sdk/config.py, _resolve_host_metadata).
-        return {"workspace_id": workspace_id, "oidc_endpoint": f"{_base_url(request)}/oidc"}
+        return {"workspace_id": self.workspace_id, "oidc_endpoint": f"{_base_url(request)}/oidc"}
 
-    def authorization_server(request: Request) -> dict[str, Any]:
+    def authorization_server(self, request: Request) -> dict[str, Any]:
         base = _base_url(request)
         return {
             "issuer": f"{base}/oidc",
@@ -128,8 +168,8 @@ def register(router: Router, ctx: WorkspaceContext) -> None:
             "scopes_supported": ["all-apis", "offline_access", "sql"],
         }
 
-    def oauth_token(request: Request) -> Response:
-        # An RFC 6749 form body (application/x-www-form-urlencoded), not JSON.
+    @raw_body  # an RFC 6749 form body (application/x-www-form-urlencoded), not JSON
+    def oauth_token(self, request: Request) -> Response:
         form = {k: v[-1] for k, v in parse_qs(request.raw_body.decode("utf-8", "replace")).items()}
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
@@ -146,111 +186,59 @@ def register(router: Router, ctx: WorkspaceContext) -> None:
                     "unsupported_grant_type",
                     f"Unsupported grant_type {form.get('grant_type')!r}: use client_credentials with a service principal's OAuth secret.",
                 )
-            answer = identities.client_credentials(client_id, client_secret, form.get("scope"))
+            answer = self.identities.client_credentials(client_id, client_secret, form.get("scope"))
         except OAuthError as exc:
             body = {"error": exc.error, "error_description": exc.description}
             return Response(json.dumps(body).encode(), "application/json", exc.status)
         return Response(json.dumps(answer).encode(), "application/json", 200, {"Cache-Control": "no-store"})
 
-    oauth_token.raw_body = True  # the server hands the form over undecoded
-    router.add("GET", "", ".well-known/databricks-config", host_metadata)
-    router.add("GET", "", "oidc/.well-known/oauth-authorization-server", authorization_server)
-    router.add("POST", "", "oidc/v1/token", oauth_token)
-
     # ------------------------------------------------------------------ SCIM
 
-    def me(request: Request) -> dict[str, Any]:
-        return identities.me(request.principal)
+    def me(self, request: Request) -> dict[str, Any]:
+        return self.identities.me(request.principal)
 
-    def principal_routes(resource: str, kind: str, create) -> None:
-        def list_(request: Request) -> dict[str, Any]:
-            return _list_response(request, identities.list_principals(kind, request.get("filter", str)))
+    def list_groups(self, request: Request) -> dict[str, Any]:
+        return _list_response(request, self.identities.list_groups(request.get("filter", str)))
 
-        def create_(request: Request) -> dict[str, Any]:
-            return create(request.body)
+    def create_group(self, request: Request) -> dict[str, Any]:
+        return self.identities.create_group(request.body)
 
-        def get(request: Request) -> dict[str, Any]:
-            return identities.scim_principal(request.path_params["id"], kind)
+    def get_group(self, request: Request) -> dict[str, Any]:
+        return self.identities.scim_group(request.path_params["id"])
 
-        def put(request: Request) -> dict[str, Any]:
-            return identities.replace_principal(request.path_params["id"], kind, request.body)
+    def replace_group(self, request: Request) -> dict[str, Any]:
+        return self.identities.replace_group(request.path_params["id"], request.body)
 
-        def patch(request: Request) -> None:
-            identities.patch_principal(request.path_params["id"], kind, _operations(request))
+    def patch_group(self, request: Request) -> None:
+        self.identities.patch_group(request.path_params["id"], _operations(request))
 
-        def delete(request: Request) -> None:
-            identities.delete_principal(request.path_params["id"], kind)
-
-        router.add("GET", "2.0", f"{SCIM}/{resource}", list_)
-        router.add("POST", "2.0", f"{SCIM}/{resource}", create_)
-        router.add("GET", "2.0", f"{SCIM}/{resource}/{{id}}", get)
-        router.add("PUT", "2.0", f"{SCIM}/{resource}/{{id}}", put)
-        router.add("PATCH", "2.0", f"{SCIM}/{resource}/{{id}}", patch)
-        router.add("DELETE", "2.0", f"{SCIM}/{resource}/{{id}}", delete)
-
-    router.add("GET", "2.0", f"{SCIM}/Me", me)
-    principal_routes("Users", "user", identities.create_user)
-    principal_routes("ServicePrincipals", "service_principal", identities.create_service_principal)
-
-    def groups_list(request: Request) -> dict[str, Any]:
-        return _list_response(request, identities.list_groups(request.get("filter", str)))
-
-    router.add("GET", "2.0", f"{SCIM}/Groups", groups_list)
-    router.add("POST", "2.0", f"{SCIM}/Groups", lambda r: identities.create_group(r.body))
-    router.add("GET", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.scim_group(r.path_params["id"]))
-    router.add(
-        "PUT", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.replace_group(r.path_params["id"], r.body)
-    )
-    router.add(
-        "PATCH",
-        "2.0",
-        f"{SCIM}/Groups/{{id}}",
-        lambda r: identities.patch_group(r.path_params["id"], _operations(r)),
-    )
-    router.add(
-        "DELETE", "2.0", f"{SCIM}/Groups/{{id}}", lambda r: identities.delete_group(r.path_params["id"])
-    )
+    def delete_group(self, request: Request) -> None:
+        self.identities.delete_group(request.path_params["id"])
 
     # ------------------------------------------------------------------ service principal secrets
 
-    secrets_path = "accounts/servicePrincipals/{sp}/credentials/secrets"
+    def create_secret(self, request: Request) -> dict[str, Any]:
+        return self.identities.create_secret(request.path_params["sp"], _lifetime_seconds(request))
 
-    def lifetime_seconds(request: Request) -> int | None:
-        lifetime = request.get("lifetime", str)
-        if not lifetime:
-            return None
-        text = lifetime.rstrip("s")
-        if not text.isdigit() or int(text) <= 0:
-            raise invalid(f"Invalid value for field lifetime: {lifetime!r}; give seconds such as '3600s'.")
-        return int(text)
-
-    def secret_create(request: Request) -> dict[str, Any]:
-        return identities.create_secret(request.path_params["sp"], lifetime_seconds(request))
-
-    def secret_register(request: Request) -> dict[str, Any]:
+    def register_secret(self, request: Request) -> dict[str, Any]:
         """Devstack only: an OAuth secret of a value chosen in advance (compose's static connections).
 
         Databricks makes every secret value up itself, so no client of the real API sends one;
         only the workspace admin (its personal access token) may. The value is not echoed.
         """
-        if request.principal is None or request.principal.id != identities.admin.id:
+        if request.principal is None or request.principal.id != self.identities.admin.id:
             raise denied(
                 "Only the workspace admin (the workspace's personal access token) may register an OAuth "
-                "secret of a chosen value; other callers create one with POST /api/2.0/" + secrets_path + "."
+                f"secret of a chosen value; other callers create one with POST /api/2.0/{SECRETS_PATH}."
             )
-        info = identities.create_secret(
-            request.path_params["sp"], lifetime_seconds(request), secret=request.require("secret", str)
+        info = self.identities.create_secret(
+            request.path_params["sp"], _lifetime_seconds(request), secret=request.require("secret", str)
         )
         info.pop("secret")
         return info
 
-    def secret_list(request: Request) -> dict[str, Any]:
-        return {"secrets": identities.list_secrets(request.path_params["sp"])}
+    def list_secrets(self, request: Request) -> dict[str, Any]:
+        return {"secrets": self.identities.list_secrets(request.path_params["sp"])}
 
-    def secret_delete(request: Request) -> None:
-        identities.delete_secret(request.path_params["sp"], request.path_params["secret"])
-
-    router.add("POST", "2.0", secrets_path, secret_create)
-    router.add("GET", "2.0", secrets_path, secret_list)
-    router.add("DELETE", "2.0", secrets_path + "/{secret}", secret_delete)
-    router.add("POST", "2.0", "devstack/service-principals/{sp}/secrets", secret_register)
+    def delete_secret(self, request: Request) -> None:
+        self.identities.delete_secret(request.path_params["sp"], request.path_params["secret"])

@@ -21,12 +21,9 @@ from mlflow.protos import databricks_artifacts_pb2 as artifacts_pb2
 from mlflow.protos import databricks_pb2, service_pb2
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from devstack.workspace.context import WorkspaceContext
-from devstack.workspace.http import ApiError, Request, Response, raw_body
+from devstack.workspace.http import ApiError, Handler, Request, Response, raw_body
 from devstack.workspace.mlflow.tracking_backend import (
     WORKSPACE_TAG,
-    ArtifactSigner,
-    MlflowServer,
     TrackingBackend,
     TrackingError,
     experiment_artifact_location,
@@ -100,50 +97,98 @@ def _parse(request: Request, proto: Message) -> Message:
     return proto
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    if not ctx.mlflow_tracking_uri:
-        _register_unconfigured(router, ctx)
-        return
-    tree = ctx.services.get("workspace")
+class TrackingApi:
+    """MLflow's tracking calls, forwarded to the MLflow server through :class:`TrackingBackend`, and
+    the artifact credentials of ``DatabricksMlflowArtifactsService``.
 
-    def folder_type(path: str) -> str | None:
-        entry = tree.lookup(path) if tree is not None else None
-        if entry is None:
-            return None
-        # Databricks keeps experiments out of Git folders.
-        return "REPO" if entry.repo_id is not None else entry.object_type
+    :param tree: the workspace tree, where experiments show (object type MLFLOW_EXPERIMENT).
+    :param base_url: the workspace's address, for signed URLs when a request names no Host.
+    """
 
-    # Experiments show in the workspace tree, as on Databricks (object type MLFLOW_EXPERIMENT).
-    def record_experiment(path: str, experiment_id: str) -> None:
-        if tree is None:
-            return
-        try:
-            tree.put(path, "MLFLOW_EXPERIMENT", str(experiment_id).encode(), None, True)
-        except ApiError as exc:  # e.g. its folder was deleted meanwhile: the experiment stands
-            log.warning("experiment %s (%s) not shown in the workspace tree: %s", path, experiment_id, exc)
+    def __init__(self, backend: TrackingBackend, tree: Any, *, workspace_name: str, base_url: str):
+        self.backend = backend
+        self.tree = tree
+        self.workspace_name = workspace_name
+        self.base_url = base_url
+        self._before = {
+            service_pb2.GetExperimentByName: self._get_by_name,
+            service_pb2.CreateRun: self._run_owner,
+        }
+        self._after = {
+            service_pb2.ListArtifacts: self._list_artifacts_root,
+            service_pb2.ListLoggedModelArtifacts: self._list_model_artifacts_root,
+        }
+        self._replaced = {
+            service_pb2.CreateExperiment: self.create_experiment,
+            service_pb2.UpdateExperiment: self.update_experiment,
+            service_pb2.DeleteExperiment: self.delete_experiment,
+            service_pb2.RestoreExperiment: self.restore_experiment,
+        }
 
-    def forget_experiment(path: str) -> None:
-        entry = tree.lookup(path) if tree is not None else None
-        if entry is not None and entry.object_type == "MLFLOW_EXPERIMENT":
-            tree.delete(path, False)
+    # ------------------------------------------------------------------ routes from mlflow's protos
 
-    def experiment(experiment_id: Any) -> dict[str, Any]:
-        query = {"experiment_id": str(experiment_id or "")}
-        return backend.forward("GET", "/api/2.0/mlflow/experiments/get", query, None)["experiment"]
+    def service_calls(self) -> list[tuple[str, str, Handler]]:
+        """(method, path, handler) of every ``/mlflow/`` call of MLflow's ``MlflowService``."""
+        calls = []
+        seen: set[tuple[str, str]] = set()
+        for request_class, method, path in service_routes(service_pb2.MlflowService):
+            if "/mlflow/" not in path or (method, path) in seen:
+                continue  # e.g. a path in the protos that lacks its slash
+            seen.add((method, path))
+            # {assessment.trace_id} -> {assessment_trace_id}: the router's names are identifiers.
+            route = re.sub(r"\{([\w.]+)\}", lambda m: "{" + m.group(1).replace(".", "_") + "}", path)
+            calls.append((method, route, self._handler(request_class)))
+        return calls
 
-    backend = TrackingBackend(MlflowServer(ctx.mlflow_tracking_uri), ctx.name, folder_type, ArtifactSigner())
-    ctx.services["mlflow_tracking"] = backend
+    def artifact_credential_calls(self) -> list[tuple[str, str, Handler]]:
+        """(method, path, handler) of the ``DatabricksMlflowArtifactsService`` calls answered here."""
+        handlers = {
+            artifacts_pb2.GetCredentialsForWrite: self._run_credentials(
+                "w", artifacts_pb2.GetCredentialsForWrite
+            ),
+            artifacts_pb2.GetCredentialsForRead: self._run_credentials(
+                "r", artifacts_pb2.GetCredentialsForRead
+            ),
+            artifacts_pb2.GetCredentialsForLoggedModelUpload: self._model_credentials(
+                "w", artifacts_pb2.GetCredentialsForLoggedModelUpload
+            ),
+            artifacts_pb2.GetCredentialsForLoggedModelDownload: self._model_credentials(
+                "r", artifacts_pb2.GetCredentialsForLoggedModelDownload
+            ),
+            artifacts_pb2.CreateMultipartUpload: self.multipart,
+            artifacts_pb2.CompleteMultipartUpload: self.multipart,
+            artifacts_pb2.GetPresignedUploadPartUrl: self.multipart,
+        }
+        return [
+            (method, path, handlers[request_class])
+            for request_class, method, path in service_routes(artifacts_pb2.DatabricksMlflowArtifactsService)
+            if request_class in handlers
+        ]
 
-    def call(fn, request: Request):
-        try:
-            return fn(request)
-        except TrackingError as exc:
-            raise ApiError(exc.status, exc.error_code, exc.message) from None
+    def _handler(self, request_class: type[Message]) -> Handler:
+        response_class = getattr(request_class, "Response", None)
+        translate = response_class is not None and (
+            _carries_locations(response_class.DESCRIPTOR) or request_class in self._after
+        )
+        prepare, rewrite = self._before.get(request_class), self._after.get(request_class)
+        own = self._replaced.get(request_class)
 
-    def forwarded(request: Request, response_proto: type[Message] | None, rewrite) -> dict[str, Any]:
+        def handler(request: Request):
+            def run(request: Request):
+                if own is not None:
+                    return own(request)
+                if prepare is not None:
+                    prepare(request)
+                return self._forwarded(request, response_class if translate else None, rewrite)
+
+            return _call(run, request)
+
+        return handler
+
+    def _forwarded(self, request: Request, response_proto: type[Message] | None, rewrite) -> dict[str, Any]:
         query = request.query if request.method in ("GET", "DELETE") else None
         body = None if request.method in ("GET", "DELETE") and not request.body else request.body
-        payload = backend.forward(request.method, request.path, query, body)
+        payload = self.backend.forward(request.method, request.path, query, body)
         if response_proto is None:
             return payload
         message = response_proto()
@@ -154,10 +199,30 @@ def register(router, ctx: WorkspaceContext) -> None:
             rewrite(request, rendered)
         return rendered
 
+    # ------------------------------------------------------------------ the workspace tree
+
+    def _record_experiment(self, path: str, experiment_id: str) -> None:
+        """Experiments show in the workspace tree, as on Databricks (object type MLFLOW_EXPERIMENT)."""
+        if self.tree is None:
+            return
+        try:
+            self.tree.put(path, "MLFLOW_EXPERIMENT", str(experiment_id).encode(), None, True)
+        except ApiError as exc:  # e.g. its folder was deleted meanwhile: the experiment stands
+            log.warning("experiment %s (%s) not shown in the workspace tree: %s", path, experiment_id, exc)
+
+    def _forget_experiment(self, path: str) -> None:
+        entry = self.tree.lookup(path) if self.tree is not None else None
+        if entry is not None and entry.object_type == "MLFLOW_EXPERIMENT":
+            self.tree.delete(path, False)
+
+    def _experiment(self, experiment_id: Any) -> dict[str, Any]:
+        query = {"experiment_id": str(experiment_id or "")}
+        return self.backend.forward("GET", "/api/2.0/mlflow/experiments/get", query, None)["experiment"]
+
     # ------------------------------------------------------------------ request rules
 
-    def create_experiment(request: Request) -> dict[str, Any]:
-        name = backend.experiment_name(request.body.get("name"))
+    def create_experiment(self, request: Request) -> dict[str, Any]:
+        name = self.backend.experiment_name(request.body.get("name"))
         if request.body.get("artifact_location"):
             raise ApiError(
                 400,
@@ -166,142 +231,102 @@ def register(router, ctx: WorkspaceContext) -> None:
                 "workspace stores experiment artifacts under dbfs:/databricks/mlflow-tracking; leave it empty.",
             )
         tags = [t for t in request.body.get("tags") or [] if t.get("key") != WORKSPACE_TAG]
-        body = {**request.body, "name": name, "tags": [*tags, {"key": WORKSPACE_TAG, "value": ctx.name}]}
+        body = {
+            **request.body,
+            "name": name,
+            "tags": [*tags, {"key": WORKSPACE_TAG, "value": self.workspace_name}],
+        }
         body.pop("artifact_location", None)
-        created = backend.forward("POST", request.path, None, body)
-        record_experiment(name, created["experiment_id"])
+        created = self.backend.forward("POST", request.path, None, body)
+        self._record_experiment(name, created["experiment_id"])
         return created
 
-    def update_experiment(request: Request) -> dict[str, Any]:
+    def update_experiment(self, request: Request) -> dict[str, Any]:
         if request.body.get("new_name") is None:
-            return backend.forward("POST", request.path, None, request.body)
-        new_name = backend.experiment_name(request.body["new_name"], "new_name")
-        old = experiment(request.body.get("experiment_id"))
-        answer = backend.forward("POST", request.path, None, {**request.body, "new_name": new_name})
-        forget_experiment(old["name"])
-        record_experiment(new_name, old["experiment_id"])
+            return self.backend.forward("POST", request.path, None, request.body)
+        new_name = self.backend.experiment_name(request.body["new_name"], "new_name")
+        old = self._experiment(request.body.get("experiment_id"))
+        answer = self.backend.forward("POST", request.path, None, {**request.body, "new_name": new_name})
+        self._forget_experiment(old["name"])
+        self._record_experiment(new_name, old["experiment_id"])
         return answer
 
-    def delete_experiment(request: Request) -> dict[str, Any]:
-        old = experiment(request.body.get("experiment_id"))
-        answer = backend.forward("POST", request.path, None, request.body)
-        forget_experiment(old["name"])
+    def delete_experiment(self, request: Request) -> dict[str, Any]:
+        old = self._experiment(request.body.get("experiment_id"))
+        answer = self.backend.forward("POST", request.path, None, request.body)
+        self._forget_experiment(old["name"])
         return answer
 
-    def restore_experiment(request: Request) -> dict[str, Any]:
-        answer = backend.forward("POST", request.path, None, request.body)
-        restored = experiment(request.body.get("experiment_id"))
-        record_experiment(restored["name"], restored["experiment_id"])
+    def restore_experiment(self, request: Request) -> dict[str, Any]:
+        answer = self.backend.forward("POST", request.path, None, request.body)
+        restored = self._experiment(request.body.get("experiment_id"))
+        self._record_experiment(restored["name"], restored["experiment_id"])
         return answer
 
-    def get_by_name(request: Request) -> None:
+    @staticmethod
+    def _get_by_name(request: Request) -> None:
         name = request.get("experiment_name", str)
         if name and name.startswith("/Workspace/"):
             request.query["experiment_name"] = [name[len("/Workspace") :]]
             request.body.pop("experiment_name", None)
 
-    def list_artifacts_root(request: Request, rendered: dict[str, Any]) -> None:
+    def _list_artifacts_root(self, request: Request, rendered: dict[str, Any]) -> None:
         run_id = request.get("run_id", str) or request.get("run_uuid", str)
-        experiment_id, _ = backend.run_root(run_id)
+        experiment_id, _ = self.backend.run_root(run_id)
         rendered["root_uri"] = run_artifact_uri(experiment_id, run_id)
 
-    def list_model_artifacts_root(request: Request, rendered: dict[str, Any]) -> None:
+    def _list_model_artifacts_root(self, request: Request, rendered: dict[str, Any]) -> None:
         model_id = request.path_params.get("model_id", "")
-        experiment_id, _ = backend.logged_model_root(model_id)
+        experiment_id, _ = self.backend.logged_model_root(model_id)
         rendered["root_uri"] = logged_model_artifact_uri(experiment_id, model_id)
 
-    def run_owner(request: Request) -> None:
+    @staticmethod
+    def _run_owner(request: Request) -> None:
         # Databricks records the signed-in caller as the run's user, not what the client claims.
         if request.principal is not None:
             request.body["user_id"] = request.principal.name
 
-    before = {service_pb2.GetExperimentByName: get_by_name, service_pb2.CreateRun: run_owner}
-    after = {
-        service_pb2.ListArtifacts: list_artifacts_root,
-        service_pb2.ListLoggedModelArtifacts: list_model_artifacts_root,
-    }
-    replaced = {
-        service_pb2.CreateExperiment: create_experiment,
-        service_pb2.UpdateExperiment: update_experiment,
-        service_pb2.DeleteExperiment: delete_experiment,
-        service_pb2.RestoreExperiment: restore_experiment,
-    }
+    # ------------------------------------------------------------------ artifacts
 
-    def make_handler(request_class: type[Message]):
-        response_class = getattr(request_class, "Response", None)
-        translate = response_class is not None and (
-            _carries_locations(response_class.DESCRIPTOR) or request_class in after
-        )
-        prepare, rewrite = before.get(request_class), after.get(request_class)
-        own = replaced.get(request_class)
-
-        def handler(request: Request):
-            def run(request: Request):
-                if own is not None:
-                    return own(request)
-                if prepare is not None:
-                    prepare(request)
-                return forwarded(request, response_class if translate else None, rewrite)
-
-            return call(run, request)
-
-        return handler
-
-    seen: set[tuple[str, str]] = set()
-    for request_class, method, path in service_routes(service_pb2.MlflowService):
-        if "/mlflow/" not in path or (method, path) in seen:
-            continue  # e.g. a path in the protos that lacks its slash
-        seen.add((method, path))
-        # {assessment.trace_id} -> {assessment_trace_id}: the router's names are identifiers.
-        route = re.sub(r"\{([\w.]+)\}", lambda m: "{" + m.group(1).replace(".", "_") + "}", path)
-        router.add(method, "", route, make_handler(request_class))
-
-    _register_artifact_credentials(router, ctx, backend, call)
-
-
-# ----------------------------------------------------------------------------- artifacts
-
-
-def _register_artifact_credentials(router, ctx: WorkspaceContext, backend: TrackingBackend, call) -> None:
-    def base_url(request: Request) -> str:
+    def _request_base_url(self, request: Request) -> str:
         # The client reached us at this scheme and Host: the signed URL must be reachable alike.
-        host = request.headers.get("host") or ctx.base_url.split("://", 1)[1]
+        host = request.headers.get("host") or self.base_url.split("://", 1)[1]
         return f"{request.scheme}://{host}"
 
-    def credential(request: Request, server_root: str, relative: str, permission: str):
-        info = artifacts_pb2.ArtifactCredentialInfo(
-            signed_uri=f"{base_url(request)}{SIGNED_PATH}?{backend.signed_query(server_root, relative, permission)}",
+    def _credential(self, request: Request, server_root: str, relative: str, permission: str):
+        query = self.backend.signed_query(server_root, relative, permission)
+        return artifacts_pb2.ArtifactCredentialInfo(
+            signed_uri=f"{self._request_base_url(request)}{SIGNED_PATH}?{query}",
             type=AWS_PRESIGNED_URL,
         )
-        return info
 
-    def run_credentials(permission: str, proto_class):
+    def _run_credentials(self, permission: str, proto_class) -> Handler:
         def handler(request: Request):
             proto = _parse(request, proto_class())
-            _, server_root = backend.run_root(proto.run_id)
+            _, server_root = self.backend.run_root(proto.run_id)
             response = proto_class.Response()
             for path in proto.path:
-                info = credential(request, server_root, path, permission)
+                info = self._credential(request, server_root, path, permission)
                 info.run_id, info.path = proto.run_id, path
                 response.credential_infos.append(info)
             return _render(response)
 
-        return lambda request: call(handler, request)
+        return lambda request: _call(handler, request)
 
-    def model_credentials(permission: str, proto_class):
+    def _model_credentials(self, permission: str, proto_class) -> Handler:
         def handler(request: Request):
             proto = _parse(request, proto_class())
             model_id = request.path_params["model_id"]
-            _, server_root = backend.logged_model_root(model_id)
+            _, server_root = self.backend.logged_model_root(model_id)
             response = proto_class.Response()
             for path in proto.paths:
                 entry = response.credentials.add(model_id=model_id)  # in the order of `paths`
-                entry.credential_info.CopyFrom(credential(request, server_root, path, permission))
+                entry.credential_info.CopyFrom(self._credential(request, server_root, path, permission))
             return _render(response)
 
-        return lambda request: call(handler, request)
+        return lambda request: _call(handler, request)
 
-    def multipart(request: Request):
+    def multipart(self, request: Request):
         # Only files above MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE (500 MB by default) come here.
         raise ApiError(
             501,
@@ -310,77 +335,56 @@ def _register_artifact_credentials(router, ctx: WorkspaceContext, backend: Track
             "above the file's size to upload it in one request.",
         )
 
-    def signed_bytes(request: Request):
-        def handler(request: Request):
-            path = request.get("path", str) or ""
-            permission = "w" if request.method == "PUT" else "r"
-            backend.signer.check(path, permission, request.get("se", str), request.get("sig", str))
-            relative_artifact_path(path)  # signed by us, but never let a path climb out
-            if request.method == "PUT":
-                data = request.raw_body
-                answer = backend.server.artifact(
-                    "PUT", path, data, {"Content-Type": "application/octet-stream"}
-                )
-                if answer.status >= 400:
-                    raise ApiError(
-                        answer.status, "INTERNAL_ERROR", answer.data[:300].decode(errors="replace")
-                    )
-                return Response(
-                    b"", "application/octet-stream", 200, {"ETag": f'"{hashlib.md5(data).hexdigest()}"'}
-                )
-            headers = {"Range": request.headers["range"]} if "range" in request.headers else {}
-            answer = backend.server.artifact("GET", path, None, headers)
-            if answer.status == 404:
-                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Artifact {path} does not exist.")
+    @raw_body
+    def signed_bytes(self, request: Request):
+        """The bytes behind a signed artifact URL (GET), or their upload (PUT)."""
+        return _call(self._signed_bytes, request)
+
+    def _signed_bytes(self, request: Request):
+        path = request.get("path", str) or ""
+        permission = "w" if request.method == "PUT" else "r"
+        self.backend.signer.check(path, permission, request.get("se", str), request.get("sig", str))
+        relative_artifact_path(path)  # signed by us, but never let a path climb out
+        if request.method == "PUT":
+            data = request.raw_body
+            answer = self.backend.server.artifact(
+                "PUT", path, data, {"Content-Type": "application/octet-stream"}
+            )
             if answer.status >= 400:
                 raise ApiError(answer.status, "INTERNAL_ERROR", answer.data[:300].decode(errors="replace"))
-            passed = {
-                k: answer.headers[k]
-                for k in ("Content-Range", "ETag", "Accept-Ranges")
-                if k in answer.headers
-            }
-            return Response(answer.data, "application/octet-stream", answer.status, passed)
-
-        return call(handler, request)
-
-    raw_body(signed_bytes)
-    routes = service_routes(artifacts_pb2.DatabricksMlflowArtifactsService)
-    handlers = {
-        artifacts_pb2.GetCredentialsForWrite: run_credentials("w", artifacts_pb2.GetCredentialsForWrite),
-        artifacts_pb2.GetCredentialsForRead: run_credentials("r", artifacts_pb2.GetCredentialsForRead),
-        artifacts_pb2.GetCredentialsForLoggedModelUpload: model_credentials(
-            "w", artifacts_pb2.GetCredentialsForLoggedModelUpload
-        ),
-        artifacts_pb2.GetCredentialsForLoggedModelDownload: model_credentials(
-            "r", artifacts_pb2.GetCredentialsForLoggedModelDownload
-        ),
-        artifacts_pb2.CreateMultipartUpload: multipart,
-        artifacts_pb2.CompleteMultipartUpload: multipart,
-        artifacts_pb2.GetPresignedUploadPartUrl: multipart,
-    }
-    for request_class, method, path in routes:
-        if request_class in handlers:
-            router.add(method, "", path, handlers[request_class])
-    router.add("GET", "", SIGNED_PATH, signed_bytes)
-    router.add("PUT", "", SIGNED_PATH, signed_bytes)
+            return Response(
+                b"", "application/octet-stream", 200, {"ETag": f'"{hashlib.md5(data).hexdigest()}"'}
+            )
+        headers = {"Range": request.headers["range"]} if "range" in request.headers else {}
+        answer = self.backend.server.artifact("GET", path, None, headers)
+        if answer.status == 404:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Artifact {path} does not exist.")
+        if answer.status >= 400:
+            raise ApiError(answer.status, "INTERNAL_ERROR", answer.data[:300].decode(errors="replace"))
+        passed = {
+            k: answer.headers[k] for k in ("Content-Range", "ETag", "Accept-Ranges") if k in answer.headers
+        }
+        return Response(answer.data, "application/octet-stream", answer.status, passed)
 
 
-def _register_unconfigured(router, ctx: WorkspaceContext) -> None:
-    """Without an MLflow server, say so instead of ENDPOINT_NOT_FOUND."""
+def _call(fn, request: Request):
+    try:
+        return fn(request)
+    except TrackingError as exc:
+        raise ApiError(exc.status, exc.error_code, exc.message) from None
 
-    def unconfigured(request: Request):
+
+class UnconfiguredTrackingApi:
+    """A workspace started without an MLflow server: its tracking calls say so, instead of
+    ENDPOINT_NOT_FOUND."""
+
+    def __init__(self, workspace_name: str):
+        self.workspace_name = workspace_name
+
+    def unconfigured(self, request: Request):
         raise ApiError(
             501,
             "FEATURE_DISABLED",
-            f"MLflow tracking is not available on workspace {ctx.name}: start it with "
+            f"MLflow tracking is not available on workspace {self.workspace_name}: start it with "
             "--mlflow-tracking-uri <the devstack's MLflow server>.",
         )
-
-    for path in (
-        "mlflow/experiments/{op}",
-        "mlflow/runs/{op}",
-        "mlflow/logged-models",
-        "mlflow/artifacts/{op}",
-    ):
-        for method in ("GET", "POST"):
-            router.add(method, "2.0", path, unconfigured)

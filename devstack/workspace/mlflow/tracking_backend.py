@@ -287,6 +287,15 @@ class TrackingBackend:
         return self.signer.query(f"{server_root}/{path}" if path else server_root, permission)
 
 
+def workspace_folder_type(tree: Any, path: str) -> str | None:
+    """The object type at ``path`` of the workspace tree (None when absent), as experiment names see
+    it: Databricks keeps experiments out of Git folders, so a folder of a repo counts as ``REPO``."""
+    entry = tree.lookup(path) if tree is not None else None
+    if entry is None:
+        return None
+    return "REPO" if entry.repo_id is not None else entry.object_type
+
+
 def normalize_workspace_path(path: str) -> str:
     """``/Workspace/Shared/x/`` -> ``/Shared/x`` (Databricks accepts both spellings)."""
     parts = [p for p in path.split("/") if p]

@@ -13,7 +13,6 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import ApiError, Request, Response, invalid, raw_body
 from devstack.workspace.mlflow.uc_registry_backend import PresignedUrls, UcModelRegistry, Version
 
@@ -94,63 +93,62 @@ def _model_version(uc, version: Version, *, full: bool = True) -> Any:
     return proto
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    registry = UcModelRegistry(ctx.mlflow_tracking_uri, getattr(ctx, "metastore", None))
-    urls = PresignedUrls()
-    ctx.services["uc_registry"] = registry
-    # Resolved on first request: importing mlflow's protos costs a second at start-up.
-    cache: dict[str, Any] = {}
+class UcRegistryApi:
+    """The Unity Catalog model registry calls of ``databricks-uc``, and the presigned URLs its
+    model files move through."""
 
-    def protos():
-        if not cache:
-            cache["uc"], cache["fs"], cache["info"] = _protos()
-        return cache["uc"], cache["fs"]
+    def __init__(self, registry: UcModelRegistry, urls: PresignedUrls, *, base_url: str):
+        self.registry = registry
+        self.urls = urls
+        self.base_url = base_url
+        # Resolved on first request: importing mlflow's protos costs a second at start-up.
+        self._proto_modules: tuple[Any, Any] | None = None
 
-    def route(request_name: str, path: str, method: str):
-        def decorator(fn):
-            def handler(request: Request) -> Any:
-                uc, fs = protos()
-                message_cls = getattr(uc, request_name, None) or getattr(fs, request_name)
-                return fn(uc, _parse(request, message_cls))
+    def _protos(self) -> tuple[Any, Any]:
+        if self._proto_modules is None:
+            uc, fs, _ = _protos()
+            self._proto_modules = uc, fs
+        return self._proto_modules
 
-            router.add(method, "", path, handler)
-            return fn
-
-        return decorator
-
-    base = "/api/2.0/mlflow/unity-catalog"
+    def _request(self, request: Request, request_name: str) -> tuple[Any, Any]:
+        """mlflow's UC registry messages module, and the request parsed as its ``request_name``."""
+        uc, fs = self._protos()
+        message_cls = getattr(uc, request_name, None) or getattr(fs, request_name)
+        return uc, _parse(request, message_cls)
 
     # -- registered models ------------------------------------------------------------------
 
-    @route("CreateRegisteredModelRequest", f"{base}/registered-models/create", "POST")
-    def create_registered_model(uc, req):
-        rm = registry.create_registered_model(req.name, req.description, {t.key: t.value for t in req.tags})
+    def create_registered_model(self, request: Request):
+        uc, req = self._request(request, "CreateRegisteredModelRequest")
+        rm = self.registry.create_registered_model(
+            req.name, req.description, {t.key: t.value for t in req.tags}
+        )
         return _render(uc.CreateRegisteredModelResponse(registered_model=_registered_model(uc, rm)))
 
-    @route("GetRegisteredModelRequest", f"{base}/registered-models/get", "GET")
-    def get_registered_model(uc, req):
-        rm = registry.get_registered_model(req.name)
+    def get_registered_model(self, request: Request):
+        uc, req = self._request(request, "GetRegisteredModelRequest")
+        rm = self.registry.get_registered_model(req.name)
         return _render(uc.GetRegisteredModelResponse(registered_model=_registered_model(uc, rm)))
 
-    @route("UpdateRegisteredModelRequest", f"{base}/registered-models/update", "PATCH")
-    def update_registered_model(uc, req):
+    def update_registered_model(self, request: Request):
+        uc, req = self._request(request, "UpdateRegisteredModelRequest")
         if req.HasField("deployment_job_id") and req.deployment_job_id:
             raise invalid("deployment_job_id: deployment jobs are not emulated by the devstack.")
-        rm = registry.update_registered_model(
+        rm = self.registry.update_registered_model(
             req.name,
             description=req.description if req.HasField("description") else None,
             new_name=req.new_name or None,
         )
         return _render(uc.UpdateRegisteredModelResponse(registered_model=_registered_model(uc, rm)))
 
-    @route("DeleteRegisteredModelRequest", f"{base}/registered-models/delete", "DELETE")
-    def delete_registered_model(uc, req):
-        registry.delete_registered_model(req.name)
+    def delete_registered_model(self, request: Request):
+        uc, req = self._request(request, "DeleteRegisteredModelRequest")
+        self.registry.delete_registered_model(req.name)
         return {}
 
-    @route("SearchRegisteredModelsRequest", f"{base}/registered-models/search", "GET")
-    def search_registered_models(uc, req):
-        models, token = registry.search_registered_models(
+    def search_registered_models(self, request: Request):
+        uc, req = self._request(request, "SearchRegisteredModelsRequest")
+        models, token = self.registry.search_registered_models(
             req.max_results if req.HasField("max_results") else None, req.page_token
         )
         answer = uc.SearchRegisteredModelsResponse(
@@ -159,38 +157,38 @@ def register(router, ctx: WorkspaceContext) -> None:
         )
         return _render(answer)
 
-    @route("SetRegisteredModelTagRequest", f"{base}/registered-models/set-tag", "POST")
-    def set_registered_model_tag(uc, req):
-        registry.set_registered_model_tag(req.name, req.key, req.value)
+    def set_registered_model_tag(self, request: Request):
+        uc, req = self._request(request, "SetRegisteredModelTagRequest")
+        self.registry.set_registered_model_tag(req.name, req.key, req.value)
         return {}
 
-    @route("DeleteRegisteredModelTagRequest", f"{base}/registered-models/delete-tag", "DELETE")
-    def delete_registered_model_tag(uc, req):
-        registry.delete_registered_model_tag(req.name, req.key)
+    def delete_registered_model_tag(self, request: Request):
+        uc, req = self._request(request, "DeleteRegisteredModelTagRequest")
+        self.registry.delete_registered_model_tag(req.name, req.key)
         return {}
 
     # -- aliases ----------------------------------------------------------------------------
 
-    @route("SetRegisteredModelAliasRequest", f"{base}/registered-models/alias", "POST")
-    def set_alias(uc, req):
-        registry.set_alias(req.name, req.alias, req.version)
+    def set_alias(self, request: Request):
+        uc, req = self._request(request, "SetRegisteredModelAliasRequest")
+        self.registry.set_alias(req.name, req.alias, req.version)
         return {}
 
-    @route("DeleteRegisteredModelAliasRequest", f"{base}/registered-models/alias", "DELETE")
-    def delete_alias(uc, req):
-        registry.delete_alias(req.name, req.alias)
+    def delete_alias(self, request: Request):
+        uc, req = self._request(request, "DeleteRegisteredModelAliasRequest")
+        self.registry.delete_alias(req.name, req.alias)
         return {}
 
-    @route("GetModelVersionByAliasRequest", f"{base}/registered-models/alias", "GET")
-    def get_by_alias(uc, req):
-        version = registry.get_version_by_alias(req.name, req.alias)
+    def get_by_alias(self, request: Request):
+        uc, req = self._request(request, "GetModelVersionByAliasRequest")
+        version = self.registry.get_version_by_alias(req.name, req.alias)
         return _render(uc.GetModelVersionByAliasResponse(model_version=_model_version(uc, version)))
 
     # -- model versions ---------------------------------------------------------------------
 
-    @route("CreateModelVersionRequest", f"{base}/model-versions/create", "POST")
-    def create_model_version(uc, req):
-        version = registry.create_model_version(
+    def create_model_version(self, request: Request):
+        uc, req = self._request(request, "CreateModelVersionRequest")
+        version = self.registry.create_model_version(
             req.name,
             req.source,
             run_id=req.run_id,
@@ -201,31 +199,31 @@ def register(router, ctx: WorkspaceContext) -> None:
         )
         return _render(uc.CreateModelVersionResponse(model_version=_model_version(uc, version)))
 
-    @route("FinalizeModelVersionRequest", f"{base}/model-versions/finalize", "POST")
-    def finalize(uc, req):
-        version = registry.finalize_model_version(req.name, req.version)
+    def finalize(self, request: Request):
+        uc, req = self._request(request, "FinalizeModelVersionRequest")
+        version = self.registry.finalize_model_version(req.name, req.version)
         return _render(uc.FinalizeModelVersionResponse(model_version=_model_version(uc, version)))
 
-    @route("GetModelVersionRequest", f"{base}/model-versions/get", "GET")
-    def get_model_version(uc, req):
-        version = registry.get_model_version(req.name, req.version)
+    def get_model_version(self, request: Request):
+        uc, req = self._request(request, "GetModelVersionRequest")
+        version = self.registry.get_model_version(req.name, req.version)
         return _render(uc.GetModelVersionResponse(model_version=_model_version(uc, version)))
 
-    @route("UpdateModelVersionRequest", f"{base}/model-versions/update", "PATCH")
-    def update_model_version(uc, req):
-        version = registry.update_model_version(
+    def update_model_version(self, request: Request):
+        uc, req = self._request(request, "UpdateModelVersionRequest")
+        version = self.registry.update_model_version(
             req.name, req.version, req.description if req.HasField("description") else None
         )
         return _render(uc.UpdateModelVersionResponse(model_version=_model_version(uc, version)))
 
-    @route("DeleteModelVersionRequest", f"{base}/model-versions/delete", "DELETE")
-    def delete_model_version(uc, req):
-        registry.delete_model_version(req.name, req.version)
+    def delete_model_version(self, request: Request):
+        uc, req = self._request(request, "DeleteModelVersionRequest")
+        self.registry.delete_model_version(req.name, req.version)
         return {}
 
-    @route("SearchModelVersionsRequest", f"{base}/model-versions/search", "GET")
-    def search_model_versions(uc, req):
-        versions, token = registry.search_model_versions(
+    def search_model_versions(self, request: Request):
+        uc, req = self._request(request, "SearchModelVersionsRequest")
+        versions, token = self.registry.search_model_versions(
             req.filter or None, req.max_results if req.HasField("max_results") else None, req.page_token
         )
         answer = uc.SearchModelVersionsResponse(
@@ -233,43 +231,35 @@ def register(router, ctx: WorkspaceContext) -> None:
         )
         return _render(answer)
 
-    @route("SetModelVersionTagRequest", f"{base}/model-versions/set-tag", "POST")
-    def set_model_version_tag(uc, req):
-        registry.set_model_version_tag(req.name, req.version, req.key, req.value)
+    def set_model_version_tag(self, request: Request):
+        uc, req = self._request(request, "SetModelVersionTagRequest")
+        self.registry.set_model_version_tag(req.name, req.version, req.key, req.value)
         return {}
 
-    @route("DeleteModelVersionTagRequest", f"{base}/model-versions/delete-tag", "DELETE")
-    def delete_model_version_tag(uc, req):
-        registry.delete_model_version_tag(req.name, req.version, req.key)
+    def delete_model_version_tag(self, request: Request):
+        uc, req = self._request(request, "DeleteModelVersionTagRequest")
+        self.registry.delete_model_version_tag(req.name, req.version, req.key)
         return {}
 
-    @route(
-        "GenerateTemporaryModelVersionCredentialsRequest",
-        f"{base}/model-versions/generate-temporary-credentials",
-        "POST",
-    )
-    def temporary_credentials(uc, req):
+    def temporary_credentials(self, request: Request):
+        uc, req = self._request(request, "GenerateTemporaryModelVersionCredentialsRequest")
         if req.operation == uc.MODEL_VERSION_OPERATION_UNSPECIFIED:
             raise invalid(
                 "Missing required field: operation (MODEL_VERSION_OPERATION_READ or "
                 "MODEL_VERSION_OPERATION_READ_WRITE)."
             )
         write = req.operation == uc.MODEL_VERSION_OPERATION_READ_WRITE
-        expires = registry.temporary_credentials(req.name, req.version, write)
+        expires = self.registry.temporary_credentials(req.name, req.version, write)
         credentials = uc.TemporaryCredentials(expiration_time=expires, storage_mode=uc.DEFAULT_STORAGE)
         return _render(uc.GenerateTemporaryModelVersionCredentialsResponse(credentials=credentials))
 
-    @route("GetModelVersionDownloadUriRequest", f"{base}/model-versions/get-download-uri", "GET")
-    def download_uri(uc, req):
-        uri = registry.download_uri(req.name, req.version)
+    def download_uri(self, request: Request):
+        uc, req = self._request(request, "GetModelVersionDownloadUriRequest")
+        uri = self.registry.download_uri(req.name, req.version)
         return _render(uc.GetModelVersionDownloadUriResponse(artifact_uri=uri))
 
-    @route(
-        "IsDatabricksSdkModelsArtifactRepositoryEnabledRequest",
-        f"{base}/registered-models:is-databricks-sdk-models-artifact-repository-enabled",
-        "GET",
-    )
-    def sdk_repository_enabled(uc, req):
+    def sdk_repository_enabled(self, request: Request):
+        uc, req = self._request(request, "IsDatabricksSdkModelsArtifactRepositoryEnabledRequest")
         # False: the client moves files through presigned URLs (DEFAULT_STORAGE), not the SDK.
         return _render(
             uc.IsDatabricksSdkModelsArtifactRepositoryEnabledResponse(
@@ -277,55 +267,53 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    @route("EmitModelVersionLineageRequest", f"{base}/model-versions/emit-lineage", "POST")
-    def emit_lineage(uc, req):
-        registry.get_model_version(req.name, req.version)  # lineage is not kept; the version must exist
+    def emit_lineage(self, request: Request):
+        uc, req = self._request(request, "EmitModelVersionLineageRequest")
+        self.registry.get_model_version(req.name, req.version)  # lineage is not kept; the version must exist
         return {}
 
     # -- presigned URLs (Files API) ---------------------------------------------------------
 
-    def presigned(path: str, op: str) -> str:
-        return f"{ctx.base_url}{PRESIGNED_PATH}?{urlencode(urls.sign(path, op))}"
+    def _presigned(self, path: str, op: str) -> str:
+        return f"{self.base_url}{PRESIGNED_PATH}?{urlencode(self.urls.sign(path, op))}"
 
-    @route("CreateUploadUrlRequest", "/api/2.0/fs/create-upload-url", "POST")
-    def create_upload_url(uc, req):
-        _, fs = protos()
-        registry.check_files_path(_files_path(req.path), write=True)
-        return _render(fs.CreateUploadUrlResponse(url=presigned(req.path, "write")))
+    def create_upload_url(self, request: Request):
+        uc, req = self._request(request, "CreateUploadUrlRequest")
+        fs = self._protos()[1]
+        self.registry.check_files_path(_files_path(req.path), write=True)
+        return _render(fs.CreateUploadUrlResponse(url=self._presigned(req.path, "write")))
 
-    @route("CreateDownloadUrlRequest", "/api/2.0/fs/create-download-url", "POST")
-    def create_download_url(uc, req):
-        _, fs = protos()
-        registry.check_files_path(_files_path(req.path), write=False)
-        return _render(fs.CreateDownloadUrlResponse(url=presigned(req.path, "read")))
+    def create_download_url(self, request: Request):
+        uc, req = self._request(request, "CreateDownloadUrlRequest")
+        fs = self._protos()[1]
+        self.registry.check_files_path(_files_path(req.path), write=False)
+        return _render(fs.CreateDownloadUrlResponse(url=self._presigned(req.path, "read")))
 
-    def query(request: Request, name: str) -> str:
+    @staticmethod
+    def _query(request: Request, name: str) -> str:
         values = request.query.get(name) or [""]
         return values[0]
 
     @raw_body
-    def put_file(request: Request) -> Response:
-        path = urls.verify(query(request, "t"), query(request, "sig"), "write")
-        target = registry.check_files_path(path, write=True)
+    def put_file(self, request: Request) -> Response:
+        path = self.urls.verify(self._query(request, "t"), self._query(request, "sig"), "write")
+        target = self.registry.check_files_path(path, write=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".uploading")
         partial.write_bytes(request.raw_body)
         partial.replace(target)
         return Response(b"", content_type="application/octet-stream", status=201)
 
-    def get_file(request: Request) -> Response:
-        path = urls.verify(query(request, "t"), query(request, "sig"), "read")
-        target = registry.check_files_path(path, write=False)
+    def get_file(self, request: Request) -> Response:
+        path = self.urls.verify(self._query(request, "t"), self._query(request, "sig"), "read")
+        target = self.registry.check_files_path(path, write=False)
         if not target.is_file():
             raise ApiError(404, "NOT_FOUND", f"File {path} does not exist.")
         return Response(target.read_bytes(), content_type="application/octet-stream")
 
-    router.add("PUT", "", PRESIGNED_PATH, put_file)
-    router.add("GET", "", PRESIGNED_PATH, get_file)
-
     # -- stages: refused for Unity Catalog models --------------------------------------------
 
-    def transition_stage(request: Request) -> Any:
+    def transition_stage(self, request: Request) -> Any:
         name = request.require("name", str)
         if "." in name:
             # The workspace registry refuses dotted names as Databricks does (its wording, as quoted
@@ -337,7 +325,7 @@ def register(router, ctx: WorkspaceContext) -> None:
                 "and load the model as models:/<name>@<alias>."
             )
         # Workspace-registry models live in the same MLflow server: their stages still move.
-        mv = registry._call(
+        mv = self.registry._call(
             "transition_model_version_stage",
             name,
             request.require("version", str),
@@ -345,8 +333,6 @@ def register(router, ctx: WorkspaceContext) -> None:
             request.get("archive_existing_versions", bool, False),
         )
         return {"model_version": _render(mv.to_proto())}
-
-    router.add("POST", "2.0", "mlflow/model-versions/transition-stage", transition_stage)
 
 
 def _files_path(path: str) -> str:

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import ApiError, Request, Response, invalid
-from devstack.workspace.iam import api as iam_api
+from devstack.workspace.iam.backend import Identities
 from devstack.workspace.serving.backend import ServingBackend
-
-BASE = "serving-endpoints"
 
 
 def _detailed(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -59,78 +56,63 @@ def _config(request: Request) -> dict[str, Any]:
     return config
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    registry = ctx.services.get("uc_registry")
+class ServingApi:
+    """Serving endpoints and their queries, on a :class:`ServingBackend`.
 
-    def secret(scope: str, key: str) -> str | None:
-        # The secrets module's table (devstack.workspace.secrets): values are stored as bytes.
-        try:
-            row = ctx.store.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (scope, key))
-        except Exception:  # no secrets table in a context built without that module
-            return None
-        return None if row is None else bytes(row["value"]).decode("utf-8", errors="replace")
+    :param identities: signs in the callers of queries, which arrive outside ``/api/``.
+    """
 
-    backend = ServingBackend(
-        ctx.store,
-        registry,
-        ctx.metastore,
-        ctx.data_dir / "serving",
-        idle_seconds=getattr(ctx, "serving_idle_seconds", 1800.0),
-        secret=secret,
-    )
-    ctx.services["serving"] = backend
-    ctx.on_shutdown.append(backend.shutdown)
+    def __init__(self, backend: ServingBackend, identities: Identities):
+        self.backend = backend
+        self.identities = identities
 
-    def create(req: Request):
-        config = req.get("config", dict)
-        tags = req.get("tags", list)
-        endpoint = backend.create(
+    def create(self, req: Request):
+        endpoint = self.backend.create(
             req.require("name", str),
-            config,
+            req.get("config", dict),
             creator=_creator(req),
             description=req.get("description", str),
-            tags=tags,
+            tags=req.get("tags", list),
         )
         return _detailed(endpoint)
 
-    def list_endpoints(req: Request):
-        return {"endpoints": [_summary(e) for e in backend.list()]}
+    def list(self, req: Request):
+        return {"endpoints": [_summary(e) for e in self.backend.list()]}
 
-    def get(req: Request):
-        return _detailed(backend.get(req.path_params["name"]))
+    def get(self, req: Request):
+        return _detailed(self.backend.get(req.path_params["name"]))
 
-    def delete(req: Request):
-        backend.delete(req.path_params["name"])
+    def delete(self, req: Request):
+        self.backend.delete(req.path_params["name"])
         return {}
 
-    def update_config(req: Request):
-        return _detailed(backend.update_config(req.path_params["name"], _config(req), creator=_creator(req)))
+    def update_config(self, req: Request):
+        return _detailed(
+            self.backend.update_config(req.path_params["name"], _config(req), creator=_creator(req))
+        )
 
-    def build_logs(req: Request):
+    def build_logs(self, req: Request):
         p = req.path_params
-        return {"logs": backend.build_logs(p["name"], p["served"])}
+        return {"logs": self.backend.build_logs(p["name"], p["served"])}
 
-    def server_logs(req: Request):
+    def server_logs(self, req: Request):
         p = req.path_params
-        return {"logs": backend.server_logs(p["name"], p["served"])}
+        return {"logs": self.backend.server_logs(p["name"], p["served"])}
 
-    def metrics(req: Request):
-        text = backend.metrics(req.path_params["name"])
+    def metrics(self, req: Request):
+        text = self.backend.metrics(req.path_params["name"])
         return Response(text.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
-
-    router.add("POST", "2.0", BASE, create)
-    router.add("GET", "2.0", BASE, list_endpoints)
-    router.add("GET", "2.0", f"{BASE}/{{name}}", get)
-    router.add("DELETE", "2.0", f"{BASE}/{{name}}", delete)
-    router.add("PUT", "2.0", f"{BASE}/{{name}}/config", update_config)
-    router.add("GET", "2.0", f"{BASE}/{{name}}/served-models/{{served}}/build-logs", build_logs)
-    router.add("GET", "2.0", f"{BASE}/{{name}}/served-models/{{served}}/logs", server_logs)
-    router.add("GET", "2.0", f"{BASE}/{{name}}/metrics", metrics)
 
     # -- queries ----------------------------------------------------------------------------
 
-    def invoke(req: Request, served: str | None) -> Response:
-        iam_api.authenticate(ctx, req.headers)
+    def invocations(self, req: Request):
+        return self._invoke(req, None)
+
+    def served_invocations(self, req: Request):
+        return self._invoke(req, req.path_params["served"])
+
+    def _invoke(self, req: Request, served: str | None) -> Response:
+        self.identities.authenticate(req.headers)
         if not req.raw_body.strip():
             raise ApiError(
                 400,
@@ -139,7 +121,7 @@ def register(router, ctx: WorkspaceContext) -> None:
                 "instances or inputs.",
             )
         client_request_id = req.body.get("client_request_id")
-        status, data, served_name = backend.query(
+        status, data, served_name = self.backend.query(
             req.path_params["name"],
             req.raw_body,
             served=served,
@@ -150,12 +132,3 @@ def register(router, ctx: WorkspaceContext) -> None:
         return Response(
             data, content_type="application/json", status=status, headers={"served-model-name": served_name}
         )
-
-    def invocations(req: Request):
-        return invoke(req, None)
-
-    def served_invocations(req: Request):
-        return invoke(req, req.path_params["served"])
-
-    router.add("POST", "", f"{BASE}/{{name}}/invocations", invocations)
-    router.add("POST", "", f"{BASE}/{{name}}/served-models/{{served}}/invocations", served_invocations)

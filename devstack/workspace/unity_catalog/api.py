@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import Request, invalid
 from devstack.workspace.unity_catalog.backend import Metastore
 
-PREFIX = "unity-catalog"
 # Page length when the caller sets max_results=0 or none: Databricks documents a server value.
 SERVER_PAGE = 1000
 
@@ -53,30 +51,32 @@ def _split(full_name: str, parts: int, kind: str) -> list[str]:
     return names
 
 
-def register(router, ctx: WorkspaceContext) -> None:
-    metastore: Metastore | None = ctx.metastore
-    if metastore is None:  # a context built without the CLI (tests of other modules)
-        return
+class UnityCatalogApi:
+    """Catalogs, schemas and volumes of the shared metastore, as databricks-sdk's ``w.catalogs``,
+    ``w.schemas`` and ``w.volumes`` call them."""
+
+    def __init__(self, metastore: Metastore):
+        self.metastore = metastore
 
     # -- catalogs
-    def create_catalog(req: Request):
+    def create_catalog(self, req: Request):
         return _clean(
-            metastore.create_catalog(
+            self.metastore.create_catalog(
                 req.require("name", str),
                 comment=req.get("comment", str),
                 properties=req.get("properties", dict),
             )
         )
 
-    def list_catalogs(req: Request):
-        return _page(req, metastore.list_catalogs(), "catalogs")
+    def list_catalogs(self, req: Request):
+        return _page(req, self.metastore.list_catalogs(), "catalogs")
 
-    def get_catalog(req: Request):
-        return _clean(metastore.get_catalog(req.path_params["name"]))
+    def get_catalog(self, req: Request):
+        return _clean(self.metastore.get_catalog(req.path_params["name"]))
 
-    def update_catalog(req: Request):
+    def update_catalog(self, req: Request):
         return _clean(
-            metastore.update_catalog(
+            self.metastore.update_catalog(
                 req.path_params["name"],
                 comment=req.get("comment", str),
                 properties=req.get("properties", dict),
@@ -85,20 +85,14 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    def delete_catalog(req: Request):
-        metastore.delete_catalog(req.path_params["name"], force=req.get("force", bool, False))
+    def delete_catalog(self, req: Request):
+        self.metastore.delete_catalog(req.path_params["name"], force=req.get("force", bool, False))
         return {}
 
-    router.add("POST", "2.1", f"{PREFIX}/catalogs", create_catalog)
-    router.add("GET", "2.1", f"{PREFIX}/catalogs", list_catalogs)
-    router.add("GET", "2.1", f"{PREFIX}/catalogs/{{name}}", get_catalog)
-    router.add("PATCH", "2.1", f"{PREFIX}/catalogs/{{name}}", update_catalog)
-    router.add("DELETE", "2.1", f"{PREFIX}/catalogs/{{name}}", delete_catalog)
-
     # -- schemas
-    def create_schema(req: Request):
+    def create_schema(self, req: Request):
         return _clean(
-            metastore.create_schema(
+            self.metastore.create_schema(
                 req.require("catalog_name", str),
                 req.require("name", str),
                 comment=req.get("comment", str),
@@ -106,16 +100,16 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    def list_schemas(req: Request):
-        return _page(req, metastore.list_schemas(req.require("catalog_name", str)), "schemas")
+    def list_schemas(self, req: Request):
+        return _page(req, self.metastore.list_schemas(req.require("catalog_name", str)), "schemas")
 
-    def get_schema(req: Request):
-        return _clean(metastore.get_schema(*_split(req.path_params["full_name"], 2, "schema")))
+    def get_schema(self, req: Request):
+        return _clean(self.metastore.get_schema(*_split(req.path_params["full_name"], 2, "schema")))
 
-    def update_schema(req: Request):
+    def update_schema(self, req: Request):
         catalog, schema = _split(req.path_params["full_name"], 2, "schema")
         return _clean(
-            metastore.update_schema(
+            self.metastore.update_schema(
                 catalog,
                 schema,
                 comment=req.get("comment", str),
@@ -125,21 +119,15 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    def delete_schema(req: Request):
+    def delete_schema(self, req: Request):
         catalog, schema = _split(req.path_params["full_name"], 2, "schema")
-        metastore.delete_schema(catalog, schema, force=req.get("force", bool, False))
+        self.metastore.delete_schema(catalog, schema, force=req.get("force", bool, False))
         return {}
 
-    router.add("POST", "2.1", f"{PREFIX}/schemas", create_schema)
-    router.add("GET", "2.1", f"{PREFIX}/schemas", list_schemas)
-    router.add("GET", "2.1", f"{PREFIX}/schemas/{{full_name}}", get_schema)
-    router.add("PATCH", "2.1", f"{PREFIX}/schemas/{{full_name}}", update_schema)
-    router.add("DELETE", "2.1", f"{PREFIX}/schemas/{{full_name}}", delete_schema)
-
     # -- volumes
-    def create_volume(req: Request):
+    def create_volume(self, req: Request):
         return _clean(
-            metastore.create_volume(
+            self.metastore.create_volume(
                 req.require("catalog_name", str),
                 req.require("schema_name", str),
                 req.require("name", str),
@@ -149,17 +137,19 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    def list_volumes(req: Request):
-        volumes = metastore.list_volumes(req.require("catalog_name", str), req.require("schema_name", str))
+    def list_volumes(self, req: Request):
+        volumes = self.metastore.list_volumes(
+            req.require("catalog_name", str), req.require("schema_name", str)
+        )
         return _page(req, volumes, "volumes")
 
-    def get_volume(req: Request):
-        return _clean(metastore.get_volume(*_split(req.path_params["name"], 3, "volume")))
+    def get_volume(self, req: Request):
+        return _clean(self.metastore.get_volume(*_split(req.path_params["name"], 3, "volume")))
 
-    def update_volume(req: Request):
+    def update_volume(self, req: Request):
         catalog, schema, name = _split(req.path_params["name"], 3, "volume")
         return _clean(
-            metastore.update_volume(
+            self.metastore.update_volume(
                 catalog,
                 schema,
                 name,
@@ -169,12 +159,6 @@ def register(router, ctx: WorkspaceContext) -> None:
             )
         )
 
-    def delete_volume(req: Request):
-        metastore.delete_volume(*_split(req.path_params["name"], 3, "volume"))
+    def delete_volume(self, req: Request):
+        self.metastore.delete_volume(*_split(req.path_params["name"], 3, "volume"))
         return {}
-
-    router.add("POST", "2.1", f"{PREFIX}/volumes", create_volume)
-    router.add("GET", "2.1", f"{PREFIX}/volumes", list_volumes)
-    router.add("GET", "2.1", f"{PREFIX}/volumes/{{name}}", get_volume)
-    router.add("PATCH", "2.1", f"{PREFIX}/volumes/{{name}}", update_volume)
-    router.add("DELETE", "2.1", f"{PREFIX}/volumes/{{name}}", delete_volume)
