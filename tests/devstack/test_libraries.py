@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+import tomllib
 
 import pytest
 from databricks.sdk import WorkspaceClient
@@ -22,9 +23,11 @@ FOLDER = "/Shared/libraries"
 CLUSTER = "0000-000000-devstack"  # the workspace's all-purpose cluster
 TOMLI_W = Library(pypi=PythonPyPiLibrary(package="tomli-w==1.2.0"))
 NOTEBOOK = """# Databricks notebook source
+import sys
+
 import tomli_w
 
-dbutils.notebook.exit(tomli_w.dumps({"installed": True}).strip())
+dbutils.notebook.exit(tomli_w.dumps({"installed": True, "environment": sys.prefix}))
 """
 
 
@@ -53,11 +56,17 @@ def submit(client: WorkspaceClient, libraries: list[Library], **compute) -> jobs
     return client.jobs.wait_get_run_job_terminated_or_skipped(waiter.run_id)
 
 
-def test_a_task_library_from_pypi_is_importable_in_the_notebook(client):
+def test_a_task_library_from_pypi_is_importable_in_the_notebook(client, workspace):
     run = submit(client, [TOMLI_W])
     assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state.state_message
-    output = client.jobs.get_run_output(run.tasks[0].run_id)
-    assert output.notebook_output.result == "installed = true"
+    output = tomllib.loads(client.jobs.get_run_output(run.tasks[0].run_id).notebook_output.result)
+    environment = workspace.data_dir / "libraries" / run.tasks[0].cluster_instance.cluster_id
+    assert output == {"installed": True, "environment": str(environment)}
+    # The run's cluster is gone, and its environment with it.
+    deadline = time.monotonic() + 15
+    while environment.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not environment.exists()
 
 
 def test_a_wheel_from_workspace_files(client, tmp_path):
