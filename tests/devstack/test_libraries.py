@@ -12,6 +12,7 @@ import tomllib
 
 import pytest
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import OperationFailed
 from databricks.sdk.service import jobs
 from databricks.sdk.service.compute import Library, LibraryInstallStatus, PythonPyPiLibrary
 from databricks.sdk.service.workspace import ImportFormat, Language
@@ -53,7 +54,10 @@ def submit(client: WorkspaceClient, libraries: list[Library], **compute) -> jobs
         **(compute or {"new_cluster": small_cluster()}),
     )
     waiter = client.jobs.submit(run_name="libraries", tasks=[task])
-    return client.jobs.wait_get_run_job_terminated_or_skipped(waiter.run_id)
+    try:
+        return client.jobs.wait_get_run_job_terminated_or_skipped(waiter.run_id)
+    except OperationFailed:  # the sdk's waiter raises on INTERNAL_ERROR: the run is over
+        return client.jobs.get_run(waiter.run_id)
 
 
 def test_a_task_library_from_pypi_is_importable_in_the_notebook(client, workspace):
@@ -103,6 +107,8 @@ def test_a_library_that_cannot_be_installed_fails_the_run_with_the_install_messa
     bad = Library(pypi=PythonPyPiLibrary(package="devstack-no-such-package-q7"))
     run = submit(client, [bad])
     task = run.tasks[0]
+    # As Databricks ends it: INTERNAL_ERROR with result FAILED.
+    assert task.state.life_cycle_state == jobs.RunLifeCycleState.INTERNAL_ERROR
     assert task.state.result_state == jobs.RunResultState.FAILED
     assert task.state.state_message.startswith("Library installation failed for library due to user error")
     assert "devstack-no-such-package-q7" in task.state.state_message

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 
 
 class TaskSetupError(Exception):
-    """The task cannot start (bad source, failed checkout); the message says why."""
+    """The task cannot start (bad source, failed checkout); the message says why.
+
+    ``life`` is the life cycle state the task ends in: a library that fails to install ends it
+    INTERNAL_ERROR, as on Databricks.
+    """
+
+    def __init__(self, message: str, life: str = "TERMINATED"):
+        super().__init__(message)
+        self.life = life
 
 
 class _JobCluster:
@@ -137,14 +145,15 @@ class Launcher:
     def install_libraries(self, cluster_id: str, task_spec: dict[str, Any]) -> None:
         """Install the task's ``libraries`` into its cluster's environment before it runs.
 
-        Raises TaskSetupError with the message a run shows when one fails to install.
+        Raises TaskSetupError with the message a run shows when one fails to install (the task
+        ends INTERNAL_ERROR with result FAILED).
         """
         if self.libraries is None:
             return
         try:
             self.libraries.install_for_task(cluster_id, task_spec.get("libraries"))
         except LibraryInstallError as exc:
-            raise TaskSetupError(exc.message) from None
+            raise TaskSetupError(exc.message, life="INTERNAL_ERROR") from None
 
     # ------------------------------------------------------------------ payloads
 

@@ -540,8 +540,9 @@ class RunsBackend:
             if not isinstance(exc, (TaskSetupError, ApiError)):
                 log.exception("preparing task run %s failed", run_id)
             message = exc.message if isinstance(exc, ApiError) else str(exc)
+            life = exc.life if isinstance(exc, TaskSetupError) else "TERMINATED"
             with self.lock:
-                self._complete(task, "TERMINATED", "FAILED", message)
+                self._complete(task, life, "FAILED", message)
             if exclusive:
                 self.launcher.kill_async(driver)
             return
