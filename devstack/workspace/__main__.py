@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devstack.workspace.app import Workspace
 from devstack.workspace.context import WorkspaceContext
-from devstack.workspace.server import serve
+from devstack.workspace.http.server import serve
 from devstack.workspace.store import Store
 
 

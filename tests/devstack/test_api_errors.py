@@ -33,6 +33,32 @@ def test_malformed_json_is_malformed_request(api):
     assert response.json()["error_code"] == "MALFORMED_REQUEST"
 
 
+def test_errors_of_the_http_layer_keep_databricks_shape(api):
+    """Wrong method, a form without boundary, an oversized header, a garbled request line: all JSON."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    wrong_method = api.call("DELETE", "2.2/jobs/runs/get", {"run_id": 1})
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error_code"] == "BAD_REQUEST"
+    no_boundary = api.session.post(
+        f"{api.url}/api/2.0/dbfs/put", data=b"x", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert no_boundary.status_code == 400
+    assert no_boundary.json()["error_code"] == "MALFORMED_REQUEST"
+    too_long = api.call("GET", "2.2/jobs/list", headers={"X-Padding": "x" * 70_000})
+    assert too_long.status_code == 431
+    assert too_long.headers["Content-Type"] == "application/json"
+    assert set(too_long.json()) == {"error_code", "message"}
+    url = urlsplit(api.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(b"NOT-HTTP\r\n\r\n")
+        answer = sock.makefile("rb").read()
+    # Without a version in the request line the answer is HTTP/0.9 style: the body alone.
+    assert json.loads(answer)["error_code"] == "MALFORMED_REQUEST"
+
+
 def test_missing_field_names_the_field(api):
     response = api.call("GET", "2.2/jobs/runs/get", {})
     assert response.status_code == 400
