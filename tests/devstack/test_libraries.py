@@ -152,3 +152,16 @@ def test_install_on_an_unknown_cluster_is_refused(client):
 
     with pytest.raises(DatabricksError, match="no-such-cluster"):
         client.libraries.install("no-such-cluster", [TOMLI_W])
+
+
+def test_a_malformed_library_is_refused_at_submit(client):
+    from databricks.sdk.errors import InvalidParameterValue
+
+    task = {
+        "task_key": "t",
+        "notebook_task": {"notebook_path": f"{FOLDER}/uses_tomli_w"},
+        "new_cluster": small_cluster().as_dict(),
+        "libraries": [{"pypi": {"repo": "https://example.invalid/simple"}}],
+    }
+    with pytest.raises(InvalidParameterValue, match=r"tasks\[0\]\.libraries: pypi.package is required"):
+        client.api_client.do("POST", "/api/2.1/jobs/runs/submit", body={"run_name": "bad", "tasks": [task]})

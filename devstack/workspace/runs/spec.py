@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from devstack.workspace.http import invalid
+from devstack.workspace.libraries.backend import validate_libraries
 
 if TYPE_CHECKING:
     from devstack.workspace.runs.state import RunRec
@@ -221,6 +222,8 @@ def normalize_tasks(settings: dict) -> list[dict]:
         run_if = task.get("run_if")
         if run_if is not None and run_if not in RUN_IF:
             raise invalid(f"Invalid value for field {where}.run_if: expected one of {', '.join(RUN_IF)}")
+        if task.get("libraries") is not None:
+            validate_libraries(task["libraries"], f"{where}.libraries")
         for name in ("timeout_seconds", "max_retries", "min_retry_interval_millis"):
             if task.get(name) is not None:
                 task[name] = as_int(task[name], f"{where}.{name}")
