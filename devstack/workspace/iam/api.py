@@ -8,8 +8,8 @@
   ``oauth-m2m``, the provider's ``service_principal_oauth``), and ``/.well-known/databricks-config``
   advertising them.
 
-Request authentication itself is :meth:`Identities.authenticate`; server.py calls
-:func:`authenticate` before any ``/api/`` route.
+Request authentication itself is :meth:`Identities.authenticate`, which the HTTP front
+(devstack.workspace.http.auth) calls with ``Workspace.iam`` before any ``/api/`` route.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -59,11 +59,6 @@ def build_identities(ctx: WorkspaceContext, on_new_principal: Callable[[Principa
     )
     on_new_principal(identities.admin)
     return identities
-
-
-def authenticate(ctx: WorkspaceContext, headers: Mapping[str, str]) -> Principal:
-    """The caller of a request (headers with lower-case names); raises 401/403 ApiError."""
-    return ctx.services["iam"].authenticate(headers)
 
 
 def _list_response(request: Request, docs: list[dict[str, Any]]) -> dict[str, Any]:
