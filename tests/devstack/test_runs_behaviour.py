@@ -7,8 +7,24 @@ import time
 
 import pytest
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.jobs import (
+    NotebookTask,
+    RunIf,
+    RunResultState,
+    SubmitTask,
+    TaskDependency,
+    TerminationCodeCode,
+)
 
-from tests.devstack.jobs_support import SMALL_CLUSTER, Api, as_run, import_notebooks, notebook_task, pid_alive
+from tests.devstack.jobs_support import (
+    SMALL_CLUSTER,
+    Api,
+    as_run,
+    import_notebooks,
+    notebook_task,
+    pid_alive,
+    small_cluster,
+)
 
 FOLDER = "/Shared/runs-behaviour"
 NB = {
@@ -381,3 +397,38 @@ def test_resolved_values_show_the_parameters_the_notebook_got(api):
     assert resolved == {"x": f"task t of run {run_id}"}
     output = api.ok("GET", "2.2/jobs/runs/get-output", {"run_id": run["tasks"][0]["run_id"]})
     assert output["notebook_output"]["result"] == f"ok task t of run {run_id}"
+
+
+def test_tasks_that_never_ran_end_skipped(api, workspace):
+    """Tasks ruled out by run_if never ran: termination code SKIPPED, result_state says why."""
+    w = WorkspaceClient(host=workspace.url, token=workspace.token)
+
+    def task(key: str, notebook: str, after: str | None = None, run_if: RunIf | None = None) -> SubmitTask:
+        return SubmitTask(
+            task_key=key,
+            notebook_task=NotebookTask(notebook_path=NB[notebook]),
+            new_cluster=small_cluster(),
+            depends_on=[TaskDependency(task_key=after)] if after else None,
+            run_if=run_if,
+        )
+
+    run_id = w.jobs.submit(
+        run_name="never-ran",
+        tasks=[
+            task("breaks", "fail"),
+            task("publish", "empty", after="breaks"),
+            task("cleanup", "empty", after="breaks", run_if=RunIf.AT_LEAST_ONE_FAILED),
+            task("alert", "empty", after="cleanup", run_if=RunIf.ALL_FAILED),
+        ],
+    ).run_id
+    api.wait(run_id)
+    tasks = {t.task_key: t for t in w.jobs.get_run(run_id).tasks}
+
+    assert tasks["publish"].state.result_state == RunResultState.UPSTREAM_FAILED
+    assert tasks["alert"].state.result_state == RunResultState.EXCLUDED
+    for key in ("publish", "alert"):
+        assert tasks[key].status.termination_details.code == TerminationCodeCode.SKIPPED, key
+        assert tasks[key].cluster_instance is None  # it never got a cluster
+    # Tasks that ran keep the code of how they ended.
+    assert tasks["breaks"].status.termination_details.code == TerminationCodeCode.RUN_EXECUTION_ERROR
+    assert tasks["cleanup"].status.termination_details.code == TerminationCodeCode.SUCCESS

@@ -21,15 +21,18 @@ VERSIONS = ("2.0", "2.1", "2.2")
 PAGE_LIMIT = 100
 
 _TERMINATION = {
-    # result_state -> (termination code, type)
+    # result_state -> (termination code, type). A task that never ran (its run_if ruled it out
+    # after an upstream failed or was canceled, or its condition was not met) ends SKIPPED: "Run
+    # was never executed, for example, if the upstream task run failed, the dependency type
+    # condition was not met" (TerminationCodeCode in databricks-sdk, Jobs API reference).
     "SUCCESS": ("SUCCESS", "SUCCESS"),
     "SUCCESS_WITH_FAILURES": ("SUCCESS_WITH_FAILURES", "SUCCESS"),
     "EXCLUDED": ("SKIPPED", "SUCCESS"),
     "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
-    "UPSTREAM_FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+    "UPSTREAM_FAILED": ("SKIPPED", "SUCCESS"),
     "TIMEDOUT": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
     "CANCELED": ("USER_CANCELED", "SUCCESS"),
-    "UPSTREAM_CANCELED": ("CANCELED", "SUCCESS"),
+    "UPSTREAM_CANCELED": ("SKIPPED", "SUCCESS"),
 }
 
 
