@@ -271,5 +271,10 @@ class FsUtils:
         shutil.move(str(src), str(dst))
         return True
 
+    def mounts(self) -> list[tuple[str, str, str]]:
+        """The workspace's mounts as (mountPoint, source, encryptionType): the DBFS root and the
+        Unity Catalog volumes, as on a Unity Catalog workspace without legacy mounts."""
+        return [("/", "DatabricksRoot", ""), ("/Volumes", "UnityCatalogVolumes", "")]
+
     def help(self) -> None:
         print("dbutils.fs: ls, cp, mv, rm, mkdirs, put, head (dbfs:/, /Volumes/, abfss:// and file:/ paths)")
