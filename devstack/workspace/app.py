@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from devstack.workspace.clusters import run_token
+from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools, run_token
+from devstack.workspace.commands.backend import CommandsBackend
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.files.backend import FilesBackend
 from devstack.workspace.files.dbfs import Dbfs
@@ -14,6 +15,7 @@ from devstack.workspace.http import ApiError
 from devstack.workspace.iam.api import build_identities
 from devstack.workspace.iam.backend import Principal
 from devstack.workspace.jobs.backend import JobsBackend
+from devstack.workspace.libraries.backend import LibrariesBackend, LibraryFiles
 from devstack.workspace.mlflow.tracking_backend import (
     ArtifactSigner,
     MlflowServer,
@@ -26,6 +28,7 @@ from devstack.workspace.routes import build_router
 from devstack.workspace.runs.journal import Journal
 from devstack.workspace.runs.launcher import Launcher
 from devstack.workspace.runs.state import RunsBackend
+from devstack.workspace.runtime.fs import StorageMap
 from devstack.workspace.secrets.backend import SecretsBackend
 from devstack.workspace.serving.backend import ServingBackend
 from devstack.workspace.workspace_files.backend import WorkspaceTree
@@ -71,7 +74,23 @@ class Workspace:
             secret=self._secret,
         )
         ctx.on_shutdown.append(self.serving.shutdown)
-        # The git checkouts of job runs' git_source.
+        # Compute: the drivers of all-purpose, job and one-task clusters.
+        # Instance pools and cluster policies first: cluster specs are checked against them.
+        self.instance_pools = InstancePools(self.store)
+        self.cluster_policies = ClusterPolicies(self.store)
+        # Each cluster's Python environment and the libraries installed into it.
+        self.libraries = LibrariesBackend(
+            ctx.data_dir / "libraries",
+            LibraryFiles(
+                lambda path: self.workspace_tree.read(self.workspace_tree.get(path)),
+                StorageMap(ctx.data_dir, getattr(ctx.metastore, "root", None), ctx.storage_accounts),
+            ),
+            self.store,
+        )
+        ctx.on_shutdown.append(self.libraries.shutdown)
+        self.clusters = ClusterManager(ctx, self.instance_pools, self.cluster_policies, self.libraries)
+        # Command execution (API 1.2) on the all-purpose clusters' drivers.
+        self.commands = CommandsBackend(self.clusters)
         self.git_checkouts = GitSourceCheckouts(ctx.data_dir / "git-cache")
         # Jobs and runs. The runs journal also hands out run and job ids. Run-now hands a job's
         # settings to the runs backend; runs read a job's current settings back (settings_of).
@@ -79,15 +98,16 @@ class Workspace:
         self.jobs = JobsBackend(self.store, ids=self.run_journal)
         self.runs = RunsBackend(
             self.run_journal,
-            Launcher(self.clusters, checkout=self.git_checkouts.checkout, run_token=lambda: run_token(ctx)),
+            Launcher(
+                self.clusters,
+                checkout=self.git_checkouts.checkout,
+                run_token=lambda: run_token(ctx),
+                libraries=self.libraries,
+            ),
             max_parallel=ctx.max_parallel_runs,
             job_settings=self.jobs.settings_of,
         )
         self.router = build_router(self)
-
-    def http_timings(self):
-        """The server's recent (path, milliseconds) handling times (the stats endpoint reads them)."""
-        return self.ctx.services.get("http_timings") or ()  # until the server hands them to the Workspace
 
     def _make_home(self, principal: Principal) -> None:
         """Each principal's home folder, /Users/<name>."""
@@ -103,6 +123,10 @@ class Workspace:
         except ApiError:
             return None
         return value.decode("utf-8", errors="replace")
+
+    def http_timings(self):
+        """The server's recent (path, milliseconds) handling times (the stats endpoint reads them)."""
+        return self.ctx.services.get("http_timings") or ()  # until the server hands them to the Workspace
 
     def close(self) -> None:
         """Stop the services in reverse order of their start, then close the store."""

@@ -14,11 +14,14 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from devstack.workspace.clusters.api import ClusterPoliciesApi, ClustersApi, InstancePoolsApi
+from devstack.workspace.commands.api import CommandsApi
 from devstack.workspace.files.api import FilesApi
 from devstack.workspace.files.dbfs_api import DbfsApi
 from devstack.workspace.http import Handler, Router
 from devstack.workspace.iam.api import SCIM, SECRETS_PATH, IamApi
 from devstack.workspace.jobs.api import JobsApi
+from devstack.workspace.libraries.api import LibrariesApi
 from devstack.workspace.mlflow.tracking_api import SIGNED_PATH, TrackingApi, UnconfiguredTrackingApi
 from devstack.workspace.mlflow.uc_registry_api import PRESIGNED_PATH, UcRegistryApi
 from devstack.workspace.repos.api import ReposApi
@@ -33,7 +36,6 @@ from devstack.workspace.workspace_files.api import WorkspaceFilesApi
 if TYPE_CHECKING:
     from devstack.workspace.app import Workspace
 
-
 # The Unity Catalog model registry of mlflow's databricks-uc client.
 UC_MODELS = "/api/2.0/mlflow/unity-catalog"
 
@@ -47,7 +49,7 @@ class Route:
 
 
 # Modules under devstack.workspace that still expose ``register(router, ctx)``.
-SELF_REGISTERING = ("clusters",)
+SELF_REGISTERING: tuple[str, ...] = ()
 
 
 def route_table(ws: Workspace) -> list[Route]:
@@ -91,8 +93,6 @@ def route_table(ws: Workspace) -> list[Route]:
             Route("PATCH", "2.0", item, repos.update),
             Route("DELETE", "2.0", item, repos.delete),
         ]
-
-    rows += _jobs_and_runs(ws)
 
     # --- iam: sign-in discovery, OAuth M2M tokens, SCIM identities, service principal secrets
     iam = IamApi(ws.iam, workspace_id=ws.ctx.workspace_id)
@@ -257,7 +257,60 @@ def route_table(ws: Workspace) -> list[Route]:
             serving.served_invocations,
         ),
     ]
+
+    rows += _compute(ws)
+    rows += _jobs_and_runs(ws)
     return rows
+
+
+def _compute(ws: Workspace) -> list[Route]:
+    clusters = ClustersApi(ws.clusters)
+    libraries = LibrariesApi(ws.libraries, ws.clusters)
+    pools = InstancePoolsApi(ws.instance_pools)
+    policies = ClusterPoliciesApi(ws.cluster_policies)
+    commands = CommandsApi(ws.commands)
+    v = ("2.0", "2.1")
+    return [
+        # --- clusters: all-purpose clusters (job clusters answer clusters/get)
+        Route("POST", v, "clusters/create", clusters.create),
+        Route("POST", v, "clusters/edit", clusters.edit),
+        Route("GET", v, "clusters/get", clusters.get),
+        Route("GET", v, "clusters/list", clusters.list),
+        Route("POST", v, "clusters/start", clusters.start),
+        Route("POST", v, "clusters/restart", clusters.restart),
+        Route("POST", v, "clusters/resize", clusters.resize),
+        Route("POST", v, "clusters/delete", clusters.delete),
+        Route("POST", v, "clusters/permanent-delete", clusters.permanent_delete),
+        Route("POST", v, "clusters/pin", clusters.pin),
+        Route("POST", v, "clusters/unpin", clusters.unpin),
+        Route("POST", v, "clusters/events", clusters.events),
+        Route("GET", v, "clusters/spark-versions", clusters.spark_versions),
+        Route("GET", v, "clusters/list-node-types", clusters.node_types),
+        # --- libraries: installed into each cluster's own Python environment
+        Route("POST", "2.0", "libraries/install", libraries.install),
+        Route("POST", "2.0", "libraries/uninstall", libraries.uninstall),
+        Route("GET", "2.0", "libraries/cluster-status", libraries.cluster_status),
+        Route("GET", "2.0", "libraries/all-cluster-statuses", libraries.all_cluster_statuses),
+        # --- instance pools
+        Route("POST", "2.0", "instance-pools/create", pools.create),
+        Route("GET", "2.0", "instance-pools/get", pools.get),
+        Route("GET", "2.0", "instance-pools/list", pools.list),
+        Route("POST", "2.0", "instance-pools/edit", pools.edit),
+        Route("POST", "2.0", "instance-pools/delete", pools.delete),
+        # --- cluster policies
+        Route("POST", "2.0", "policies/clusters/create", policies.create),
+        Route("GET", "2.0", "policies/clusters/get", policies.get),
+        Route("GET", "2.0", "policies/clusters/list", policies.list),
+        Route("POST", "2.0", "policies/clusters/edit", policies.edit),
+        Route("POST", "2.0", "policies/clusters/delete", policies.delete),
+        # --- command execution (API 1.2) on all-purpose clusters
+        Route("POST", "1.2", "contexts/create", commands.create_context),
+        Route("GET", "1.2", "contexts/status", commands.context_status),
+        Route("POST", "1.2", "contexts/destroy", commands.destroy_context),
+        Route("POST", "1.2", "commands/execute", commands.execute),
+        Route("GET", "1.2", "commands/status", commands.command_status),
+        Route("POST", "1.2", "commands/cancel", commands.cancel),
+    ]
 
 
 def _jobs_and_runs(ws: Workspace) -> list[Route]:

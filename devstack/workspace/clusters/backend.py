@@ -432,7 +432,6 @@ class AllPurposeCluster:
         self.terminated_time: int | None = None
         self.termination_reason: dict[str, Any] | None = None
         self.lock = threading.Lock()  # serializes start/stop of this cluster
-        self.libraries: list[dict[str, Any]] = []
         self.source = source
         self.creator = "devstack@localhost"
         self.pinned = False
@@ -441,7 +440,7 @@ class AllPurposeCluster:
 
     def describe(self) -> dict[str, Any]:
         spec = self.spec
-        node = spec.get("node_type_id") or "local"
+        node = spec.get("node_type_id") or compute.DEFAULT_NODE_TYPE
         out: dict[str, Any] = {
             **{k: copy.deepcopy(v) for k, v in spec.items() if k not in ("apply_policy_default_values",)},
             "cluster_id": self.cluster_id,
