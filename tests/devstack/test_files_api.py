@@ -181,3 +181,31 @@ def test_model_version_storage_is_served_under_models_paths(w, files_workspace):
     assert w.files.download("/Models/files_cat/ml/diabetes/1/MLmodel").contents.read() == b"flavors: {}\n"
     with pytest.raises(NotFound, match="SCHEMA_DOES_NOT_EXIST|Schema 'files_cat.nope'"):
         list(w.files.list_directory_contents("/Models/files_cat/nope/diabetes/1"))
+
+
+def test_backend_in_process_pages_by_last_name_and_hides_uploads_in_flight(tmp_path):
+    """The Files backend on a metastore, without HTTP: a page token is the last name returned, so
+    a file added before it meanwhile does not shift the next page; a half-written upload is not
+    listed; a volume's root cannot be deleted as a directory."""
+    from devstack.workspace.files.backend import FilesBackend
+    from devstack.workspace.http import ApiError
+    from devstack.workspace.unity_catalog.backend import Metastore
+
+    metastore = Metastore(tmp_path / "metastore")
+    metastore.create_catalog("c")
+    metastore.create_schema("c", "s")
+    metastore.create_volume("c", "s", "v", volume_type="MANAGED")
+    files = FilesBackend(metastore)
+    for name in ("b", "d", "f"):
+        files.upload(f"/Volumes/c/s/v/dir/{name}.txt", name.encode())
+    (metastore.local_path("/Volumes/c/s/v/dir") / ".g.txt.upload").write_bytes(b"half")
+
+    first = files.list("/Volumes/c/s/v/dir", page_size=2)
+    assert [e["name"] for e in first["contents"]] == ["b.txt", "d.txt"]
+    files.upload("/Volumes/c/s/v/dir/a.txt", b"late")
+    rest = files.list("/Volumes/c/s/v/dir", page_size=2, page_token=first["next_page_token"])
+    assert [e["name"] for e in rest["contents"]] == ["f.txt"] and "next_page_token" not in rest
+    assert files.read("/Volumes/c/s/v/dir/d.txt") == b"d"
+    with pytest.raises(ApiError) as root:
+        files.delete_directory("/Volumes/c/s/v")
+    assert "root of a volume" in root.value.message
