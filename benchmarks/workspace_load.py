@@ -42,7 +42,7 @@ NOTEBOOKS = {
     "sleep": 'import time\ndbutils.widgets.text("seconds", "2")\ntime.sleep(float(dbutils.widgets.get("seconds")))\n',
     "empty": "pass\n",
 }
-CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "local", "num_workers": 0}
+CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_DS3_v2", "num_workers": 0}
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 
 
@@ -242,6 +242,7 @@ def run_benchmark(service, args) -> dict:
     rss_idle_own, rss_idle_tree = tree_rss(proc)
 
     body = {"queue": {"enabled": True}, "tasks": [task_of(args, "sleep", {"seconds": str(args.sleep)})]}
+    load_at_start = os.getloadavg()[0]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as pool:
         run_ids = list(
@@ -310,6 +311,7 @@ def run_benchmark(service, args) -> dict:
             "python": platform.python_version(),
             "platform": platform.platform(),
             # other work on the box skews every figure: record how busy it was
+            "loadavg_1min_at_start": round(load_at_start, 2),
             "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
         },
         "runs": args.runs,
