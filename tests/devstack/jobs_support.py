@@ -35,7 +35,7 @@ NOTEBOOKS = {
     ),
 }
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
-SMALL_CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "local", "num_workers": 0}
+SMALL_CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_DS3_v2", "num_workers": 0}
 
 
 def small_cluster() -> ClusterSpec:

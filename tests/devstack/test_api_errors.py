@@ -184,7 +184,7 @@ def test_provider_hook_rides_out_injected_faults(tmp_path, monkeypatch):
         run_id = hook.submit_run(
             {
                 "run_name": "survive",
-                "new_cluster": {"num_workers": 0},
+                "new_cluster": {"spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_DS3_v2"},
                 "notebook_task": {"notebook_path": "/Shared/survive"},
             }
         )

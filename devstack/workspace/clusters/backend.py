@@ -629,6 +629,8 @@ class ClusterManager:
         from devstack.workspace.runtime.fs import StorageMap
 
         spec = spec or {}
+        if cluster_id not in self.clusters and (spec.get("policy_id") or spec.get("instance_pool_id")):
+            spec = self.check_spec(spec)  # a job cluster gets its policy's values and its pool's node type
         leases, warm_share = self._take_pool_instances(spec)
         handed_over = False
         try:

@@ -50,6 +50,7 @@ class JobsApi:
         self.runs = runs
 
     def create(self, request: Request):
+        self.runs.launcher.clusters.check_job_compute(dict(request.body))  # as jobs/create checks them
         return {"job_id": self.jobs.create(dict(request.body))}
 
     def permissions(self, request: Request):
@@ -66,6 +67,7 @@ class JobsApi:
     def reset(self, request: Request):
         job_id = request.require("job_id", int)
         new = request.require("new_settings", dict)
+        self.runs.launcher.clusters.check_job_compute(new)  # cluster specs, as jobs/reset checks them
         self.jobs.reset(job_id, new)
         return {}
 

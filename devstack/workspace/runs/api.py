@@ -270,6 +270,7 @@ class RunsApi:
         body = _tasks_of_body(request)
         job_id = self.runs.next_id("job")
         settings = {k: v for k, v in body.items() if k not in ("idempotency_token", "access_control_list")}
+        self.runs.launcher.clusters.check_job_compute(settings)  # cluster specs, as runs/submit checks them
         rec = self.runs.create_run(
             job_id=job_id,
             run_type="SUBMIT_RUN",
