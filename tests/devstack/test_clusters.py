@@ -34,6 +34,16 @@ def test_configured_cluster_is_listed_and_starts_on_request(service):
 
     client.clusters.delete("0101-000000-analysts").result()
     assert client.clusters.get("0101-000000-analysts").state == State.TERMINATED
+    # As databricks-sdk's own integration test asks of a workspace's default cluster.
+    from databricks.sdk.service.compute import EventType
+
+    kinds = [
+        e.type
+        for e in client.clusters.events(
+            clusters[0].cluster_id, event_types=[EventType.STARTING, EventType.TERMINATING]
+        )
+    ]
+    assert kinds == [EventType.TERMINATING, EventType.STARTING]  # newest first
 
 
 def test_restart_replaces_the_driver_process(service):

@@ -973,7 +973,7 @@ class ClusterManager:
         cluster = self.get(cluster_id)
         if cluster.state != "TERMINATED":
             return
-        self._start_async(cluster)
+        self._start_async(cluster, "STARTING")
 
     def terminate(
         self, cluster_id: str, user: str = "devstack@localhost", *, reason: dict | None = None
