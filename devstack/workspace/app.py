@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools, run_token
+from devstack.workspace.clusters import RUN_TOKEN_TTL_SECONDS, ClusterManager, ClusterPolicies, InstancePools
 from devstack.workspace.commands.backend import CommandsBackend
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.files.backend import FilesBackend
@@ -47,7 +47,6 @@ class Workspace:
         self.secrets = SecretsBackend(self.store)
         # Identities next: the server signs every /api/ caller in with them.
         self.iam = build_identities(ctx, on_new_principal=self._make_home)
-        ctx.services["iam"] = self.iam  # until clusters and the server take it from the Workspace
         # Unity Catalog: the metastore all workspaces share (None in contexts built without one),
         # the Files API on its volumes, and DBFS.
         self.metastore = ctx.metastore
@@ -88,7 +87,9 @@ class Workspace:
             self.store,
         )
         ctx.on_shutdown.append(self.libraries.shutdown)
-        self.clusters = ClusterManager(ctx, self.instance_pools, self.cluster_policies, self.libraries)
+        self.clusters = ClusterManager(
+            ctx, self.instance_pools, self.cluster_policies, self.libraries, run_token=self._run_token
+        )
         # Command execution (API 1.2) on the all-purpose clusters' drivers.
         self.commands = CommandsBackend(self.clusters)
         self.git_checkouts = GitSourceCheckouts(ctx.data_dir / "git-cache")
@@ -101,13 +102,17 @@ class Workspace:
             Launcher(
                 self.clusters,
                 checkout=self.git_checkouts.checkout,
-                run_token=lambda: run_token(ctx),
+                run_token=self._run_token,
                 libraries=self.libraries,
             ),
             max_parallel=ctx.max_parallel_runs,
             job_settings=self.jobs.settings_of,
         )
         self.router = build_router(self)
+
+    def _run_token(self) -> str:
+        """A short-lived token of the workspace's admin for one driver or task run, never its PAT."""
+        return self.iam.issue_token(self.iam.admin, RUN_TOKEN_TTL_SECONDS)
 
     def _make_home(self, principal: Principal) -> None:
         """Each principal's home folder, /Users/<name>."""

@@ -8,6 +8,7 @@ starts), :func:`run_token`, :func:`driver_url`, :func:`databricks_runtime_env`,
 
 from devstack.workspace.clusters.backend import (
     DEFAULT_CLUSTER,
+    RUN_TOKEN_TTL_SECONDS,
     SPARK_VERSION,
     SPARK_VERSIONS,
     AllPurposeCluster,
@@ -26,6 +27,7 @@ from devstack.workspace.clusters.compute import check_cluster_spec, check_job_co
 
 __all__ = [
     "DEFAULT_CLUSTER",
+    "RUN_TOKEN_TTL_SECONDS",
     "SPARK_VERSION",
     "SPARK_VERSIONS",
     "AllPurposeCluster",

@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,16 @@ CREATE TABLE IF NOT EXISTS compute_objects (
 
 
 def run_token(ctx: WorkspaceContext) -> str:
-    """A short-lived token of the workspace's admin (who submits the runs here), never its PAT."""
+    """A short-lived token of the workspace's admin (who submits the runs here), never its PAT.
+
+    For callers without the workspace's identities at hand; the workspace itself hands
+    :class:`ClusterManager` an issuer of these tokens (``run_token=``).
+    """
     iam = ctx.services.get("iam")
     return iam.issue_token(iam.admin, RUN_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
+
+
+_admin_run_token = run_token  # ClusterManager's run_token parameter shadows the name
 
 
 def driver_url(ctx: WorkspaceContext) -> str:
@@ -70,7 +78,7 @@ def driver_url(ctx: WorkspaceContext) -> str:
     return f"http://{host}:{ctx.port}"
 
 
-def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
+def databricks_runtime_env(ctx: WorkspaceContext, token: str | None = None) -> dict[str, str]:
     """MLflow and credentials as a Databricks runtime sets them up for notebooks.
 
     MLflow talks to this workspace (tracking URI ``databricks``, registry ``databricks-uc``),
@@ -82,7 +90,7 @@ def databricks_runtime_env(ctx: WorkspaceContext) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",
         "DATABRICKS_HOST": driver_url(ctx),
-        "DATABRICKS_TOKEN": run_token(ctx),
+        "DATABRICKS_TOKEN": token or run_token(ctx),
     }
 
 
@@ -487,6 +495,8 @@ class ClusterManager:
     :param libraries: the clusters' Python environments and libraries
         (:class:`~devstack.workspace.libraries.backend.LibrariesBackend`); None: drivers run on
         the workspace's own interpreter.
+    :param run_token: issues a short-lived token for a driver or an init script (by default
+        :func:`run_token`).
     """
 
     def __init__(
@@ -495,11 +505,14 @@ class ClusterManager:
         pools: InstancePools | None = None,
         policies: ClusterPolicies | None = None,
         libraries: Any = None,
+        run_token: Callable[[], str] | None = None,
     ):
         self.ctx = ctx
         self.pools = pools
         self.policies = policies
         self.libraries = libraries
+        # Short-lived tokens for drivers and init scripts (the workspace's identities issue them).
+        self.issue_run_token: Callable[[], str] = run_token or (lambda: _admin_run_token(ctx))
         self._objects = _Objects(getattr(ctx, "store", None), "cluster")
         specs = ctx.clusters or [DEFAULT_CLUSTER]
         self.clusters: dict[str, AllPurposeCluster] = {}
@@ -643,7 +656,7 @@ class ClusterManager:
             if self.stopping or (cancelled is not None and cancelled.is_set()):
                 raise ClusterStartCancelled(cluster_id)
             env = {
-                **databricks_runtime_env(self.ctx),
+                **databricks_runtime_env(self.ctx, self.issue_run_token()),
                 **{str(k): str(v) for k, v in (spec.get("spark_env_vars") or {}).items()},
             }
             cluster_dir: Path = self.ctx.data_dir / "clusters" / cluster_id
@@ -791,7 +804,7 @@ class ClusterManager:
             from devstack.workspace.runtime.wsclient import WorkspaceApiError, WorkspaceClient
 
             path = destination[len("/Workspace") :] if destination.startswith("/Workspace/") else destination
-            client = WorkspaceClient(driver_url(self.ctx), run_token(self.ctx))
+            client = WorkspaceClient(driver_url(self.ctx), self.issue_run_token())
             try:
                 answer = client.get("/api/2.0/workspace/export", path=path, format="SOURCE")
             except WorkspaceApiError as exc:

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.workspace.clusters.backend import ClusterManager, run_token
+from devstack.workspace.clusters.backend import ClusterManager
 
 LANGUAGES = ("python", "sql")
 # Finished commands kept per context for commands/status.
@@ -167,7 +167,7 @@ class CommandsBackend:
             "context_id": context.context_id,
             "language": command.language,
             "command": command.text,
-            "env": {"DATABRICKS_TOKEN": run_token(self.clusters.ctx)},
+            "env": {"DATABRICKS_TOKEN": self.clusters.issue_run_token()},
         }
         context.driver.execute(task, lambda result: self._done(context, command, result))
 
