@@ -323,3 +323,33 @@ def test_init_scripts_run_before_the_driver_and_a_failing_one_stops_the_start(cl
     )
     for cluster in (info.cluster_id, failed.cluster_id):
         client.clusters.permanent_delete(cluster)
+
+
+def test_clusters_pools_and_policies_outlive_a_workspace_restart(tmp_path):
+    data_dir = tmp_path / "ws"
+    first = start_workspace("compute-restart", data_dir, token="r")
+    try:
+        client = WorkspaceClient(host=first.url, token="r")
+        pool = client.instance_pools.create(
+            instance_pool_name="kept", node_type_id=NODE, min_idle_instances=1
+        )
+        policy = client.cluster_policies.create(
+            name="kept", definition=json.dumps({"num_workers": {"type": "range", "maxValue": 2}})
+        )
+        cluster = client.clusters.create_and_wait(
+            cluster_name="kept", spark_version=LTS, instance_pool_id=pool.instance_pool_id, num_workers=1
+        )
+    finally:
+        first.stop()
+    second = start_workspace("compute-restart", data_dir, token="r")
+    try:
+        client = WorkspaceClient(host=second.url, token="r")
+        again = client.clusters.get(cluster.cluster_id)
+        # Its driver died with the workspace: the cluster is there, terminated, and starts again.
+        assert (again.cluster_name, again.state, again.node_type_id) == ("kept", State.TERMINATED, NODE)
+        assert client.instance_pools.get(pool.instance_pool_id).instance_pool_name == "kept"
+        assert client.cluster_policies.get(policy.policy_id).name == "kept"
+        client.clusters.start_and_wait(cluster.cluster_id)
+        assert client.clusters.get(cluster.cluster_id).state == State.RUNNING
+    finally:
+        second.stop()
