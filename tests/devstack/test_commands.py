@@ -119,6 +119,15 @@ def test_sql_answers_a_table(client):
         client.command_execution.destroy(CLUSTER, ctx)
 
 
+def test_display_of_a_dataframe_is_a_table(client, context):
+    result = run(
+        client, context, "import pandas as pd\ndisplay(pd.DataFrame({'n': [1, 2], 'name': ['a', 'b']}))"
+    )
+    assert result.results.result_type == ResultType.TABLE
+    assert result.results.data == [[1, "a"], [2, "b"]]
+    assert [(c["name"], c["type"]) for c in result.results.schema] == [("n", "bigint"), ("name", "string")]
+
+
 def test_errors_come_in_the_shape_of_api_1_2(client):
     # As in databricks-sdk's own integration test: no error_code, the message of API 1.2.
     with pytest.raises(DatabricksError) as caught:

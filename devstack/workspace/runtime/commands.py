@@ -85,9 +85,13 @@ def run_command(runtime: Any, execution: Execution) -> dict[str, Any]:
             if language == "sql":
                 results = _sql(runtime, task.get("command") or "")
             else:
+                shown: dict[str, Any] = {}
+                run.namespace["display"] = _display_into(shown)
                 value = _python(run, task.get("command") or "", execution)
-                text = execution.output.text()
-                results = {"resultType": "text", "data": text + (value or "")}
+                if "frame" in shown:  # display(df): the frame as a table, as in a notebook
+                    results = _table(shown["frame"])
+                else:
+                    results = {"resultType": "text", "data": execution.output.text() + (value or "")}
         except NotebookExit as exc:
             results = {"resultType": "text", "data": exc.value}
         except ExecutionCanceled:
@@ -147,15 +151,45 @@ def _sql(runtime: Any, command: str) -> dict[str, Any]:
         frame = spark.sql(statement)
     if frame is None:
         return {"resultType": "text", "data": ""}
-    rows = frame.limit(MAX_TABLE_ROWS + 1).collect()
-    truncated = len(rows) > MAX_TABLE_ROWS
+    return _table(frame)
+
+
+def _display_into(shown: dict[str, Any]):
+    """``display`` of a command: a Spark or pandas DataFrame becomes the command's table result."""
+    from devstack.workspace.runtime.spark import display
+
+    def display_frame(obj: Any = None, *args: Any, **kwargs: Any) -> None:
+        module = type(obj).__module__ or ""
+        if module.startswith(("pyspark", "pandas")) and hasattr(obj, "columns"):
+            shown["frame"] = obj
+        else:
+            display(obj, *args, **kwargs)
+
+    return display_frame
+
+
+# pandas dtypes by the Spark SQL type names a table result's schema uses.
+_PANDAS_TYPES = {
+    "int64": "bigint",
+    "int32": "int",
+    "float64": "double",
+    "float32": "float",
+    "bool": "boolean",
+}
+
+
+def _table(frame: Any) -> dict[str, Any]:
+    if (type(frame).__module__ or "").startswith("pandas"):
+        rows = frame.head(MAX_TABLE_ROWS + 1).values.tolist()
+        schema = [(str(c), _PANDAS_TYPES.get(str(t), "string")) for c, t in frame.dtypes.items()]
+    else:
+        rows = [list(r) for r in frame.limit(MAX_TABLE_ROWS + 1).collect()]
+        schema = [(f.name, f.dataType.simpleString()) for f in frame.schema]
     return {
         "resultType": "table",
         "data": [[_plain(v) for v in row] for row in rows[:MAX_TABLE_ROWS]],
-        "schema": [
-            {"name": f.name, "type": f.dataType.simpleString(), "metadata": "{}"} for f in frame.schema
-        ],
-        "truncated": truncated,
+        "schema": [{"name": name, "type": kind, "metadata": "{}"} for name, kind in schema],
+        "truncated": len(rows) > MAX_TABLE_ROWS,
         "isJsonSchema": True,
     }
 
