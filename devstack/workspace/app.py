@@ -107,6 +107,7 @@ class Workspace:
             ),
             max_parallel=ctx.max_parallel_runs,
             job_settings=self.jobs.settings_of,
+            workspace=lambda: (str(ctx.workspace_id), ctx.base_url),
         )
         self.router = build_router(self)
 

@@ -92,8 +92,15 @@ def _durations(rec: RunRec) -> dict[str, int]:
     }
 
 
-def render_task(base_url: str, rec: RunRec, max_parallel: int) -> dict[str, Any]:
+def render_task(
+    base_url: str, rec: RunRec, max_parallel: int, runs: RunsBackend | None = None
+) -> dict[str, Any]:
     out = {k: v for k, v in rec.spec.items() if v is not None}
+    # The read-only parts of control-flow tasks (RunConditionTask.outcome, RunForEachTask.stats).
+    if rec.outcome is not None and "condition_task" in out:
+        out["condition_task"] = {**out["condition_task"], "outcome": rec.outcome}
+    if "for_each_task" in out and runs is not None and rec.iterations:
+        out["for_each_task"] = {**out["for_each_task"], "stats": runs.for_each_stats(rec)}
     out.update(
         run_id=rec.run_id,
         task_key=rec.task_key,
@@ -138,13 +145,15 @@ def render_run(
         "end_time": rec.end_time or 0,
         "run_page_url": run_page_url(base_url, rec),
         "format": "MULTI_TASK",
-        "trigger": "RETRY" if rec.attempt_number else "ONE_TIME",
+        "trigger": "RETRY" if rec.attempt_number else _trigger(parent),
         "has_more": False,
         **_durations(rec),
     }
     if rec.parent_id is not None:
         out["job_run_id"] = parent.run_id
         out["task_key"] = rec.task_key
+    if rec.parent_id is None and rec.triggered_by is not None:
+        out["trigger_info"] = {"run_id": rec.triggered_by}
     if rec.cluster_instance:
         out["cluster_instance"] = rec.cluster_instance
     if rec.parent_id is None:
@@ -170,12 +179,16 @@ def render_run(
     if include_tasks:
         if rec.parent_id is None:
             tasks = [runs.runs[i] for key in rec.task_order for i in rec.attempts.get(key, [])]
-            out["tasks"] = [render_task(base_url, t, runs.max_parallel) for t in tasks]
+            out["tasks"] = [render_task(base_url, t, runs.max_parallel, runs) for t in tasks]
             single = [t for t in tasks if t.cluster_instance]
             if len(rec.task_order) == 1 and single:
                 out["cluster_instance"] = single[-1].cluster_instance
         else:
-            out["tasks"] = [render_task(base_url, rec, runs.max_parallel)]
+            out["tasks"] = [render_task(base_url, rec, runs.max_parallel, runs)]
+            if rec.iterations:  # a for-each task run: its iterations (Run.iterations)
+                out["iterations"] = [
+                    render_task(base_url, runs.runs[i], runs.max_parallel, runs) for i in rec.iterations
+                ]
     if include_resolved_values and "tasks" in out:
         for task in out["tasks"]:
             resolved = runs.runs[task["run_id"]].resolved
@@ -221,6 +234,8 @@ def render_output(base_url: str, runs: RunsBackend, rec: RunRec) -> dict[str, An
     else:
         task = rec
     out: dict[str, Any] = {"metadata": render_run(base_url, runs, task)}
+    if task.child_run_id is not None:
+        out["run_job_output"] = {"run_id": task.child_run_id}
     output = task.output or {}
     if "notebook_task" in task.spec and (output or task.terminal):
         notebook: dict[str, Any] = {"truncated": bool(output.get("truncated"))}
@@ -238,6 +253,11 @@ def render_output(base_url: str, runs: RunsBackend, rec: RunRec) -> dict[str, An
     if output.get("error_trace"):
         out["error_trace"] = output["error_trace"]
     return out
+
+
+def _trigger(parent: RunRec) -> str:
+    """TriggerType of a job run: RUN_JOB_TASK when a run-job task started it."""
+    return "RUN_JOB_TASK" if parent.triggered_by is not None else "ONE_TIME"
 
 
 def _tasks_of_body(request: Request) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.workspace.clusters import ClusterManager, ClusterStartCancelled, new_cluster_id
 from devstack.workspace.libraries.backend import LibrariesBackend, LibraryInstallError
-from devstack.workspace.runs.spec import reference_values, substitute, to_str
+from devstack.workspace.runs.spec import References, substitute, to_str
 
 if TYPE_CHECKING:
     from devstack.workspace.runs.state import RunRec
@@ -157,10 +157,9 @@ class Launcher:
 
     # ------------------------------------------------------------------ payloads
 
-    def payload(self, parent: RunRec, task: RunRec) -> dict[str, Any]:
-        """What the driver executes for ``task``: kind, source, parameters (references resolved)."""
+    def payload(self, parent: RunRec, task: RunRec, refs: References) -> dict[str, Any]:
+        """What the driver executes for ``task``: kind, source, parameters (``refs`` resolved)."""
         spec = task.spec
-        refs = reference_values(parent, task)
         git_source = spec.get("git_source") or parent.spec.get("git_source")
         payload: dict[str, Any] = {
             "exec_id": str(task.run_id),
@@ -191,6 +190,22 @@ class Launcher:
                 source=source,
                 notebook_path=nb.get("notebook_path"),
                 base_parameters={k: substitute(v, refs) for k, v in params.items()},
+            )
+        elif "python_wheel_task" in spec:
+            # PythonWheelTask: the entry point of the installed package runs with sys.argv set to the
+            # package name and the parameters; named_parameters become --name=value arguments.
+            wheel = spec["python_wheel_task"]
+            named = parent.overrides.get("python_named_params") or wheel.get("named_parameters")
+            if named:
+                params = [f"--{k}={to_str(v)}" for k, v in named.items()]
+            else:
+                params = parent.overrides.get("python_params") or wheel.get("parameters") or []
+            source = "WORKSPACE"
+            payload.update(
+                kind="python_wheel",
+                package_name=wheel["package_name"],
+                entry_point=wheel["entry_point"],
+                parameters=[substitute(to_str(p), refs) for p in params],
             )
         else:
             py = spec["spark_python_task"]

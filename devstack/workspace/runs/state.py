@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
@@ -29,11 +30,16 @@ from devstack.workspace.runs.spec import (
     CANCELED_RESULTS,
     FAILED_RESULTS,
     SUCCESS_RESULTS,
+    References,
     downstream_of,
     int_or_zero,
     normalize_tasks,
+    reference_values,
     resolve_job_parameters,
     run_if_verdict,
+    substitute,
+    substitute_all,
+    task_kind,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +95,12 @@ class RunRec:
     timed_out: bool = False
     job_parameters: list = dataclasses.field(default_factory=list)
     resolved: dict = dataclasses.field(default_factory=dict)  # task: parameters it really ran with
+    outcome: str | None = None  # condition task: "true" or "false"
+    branch_excluded: bool = False  # excluded because a condition's branch was not taken
+    child_run_id: int | None = None  # run-job task: the job run it started
+    triggered_by: int | None = None  # job run started by a run-job task: that task run
+    iterations: list = dataclasses.field(default_factory=list)  # for-each task: its iteration runs
+    iteration_of: int | None = None  # an iteration: its for-each task run
 
     @property
     def terminal(self) -> bool:
@@ -102,7 +114,8 @@ class RunsBackend:
     :param launcher: clusters, payloads and drivers for task runs.
     :param max_parallel: task runs executing at once; the others wait in a queue.
     :param job_settings: ``job_settings(job_id)`` -> the job's current settings, or None when
-        the job does not exist (a job's max_concurrent_runs and a repair read them).
+        the job does not exist (a job's max_concurrent_runs, a repair and run-job tasks read them).
+    :param workspace: ``workspace()`` -> (workspace id, workspace URL), for {{workspace.*}}.
     """
 
     def __init__(
@@ -112,7 +125,9 @@ class RunsBackend:
         *,
         max_parallel: int,
         job_settings: Callable[[int], dict | None],
+        workspace: Callable[[], tuple[str, str]] | None = None,
     ):
+        self.workspace = workspace or (lambda: ("0", ""))
         self.journal = journal
         self.launcher = launcher
         self.job_settings = job_settings
@@ -215,6 +230,7 @@ class RunsBackend:
         overrides: dict | None = None,
         idempotency_token: str | None = None,
         max_concurrent_runs: int | None = None,
+        triggered_by: int | None = None,
     ) -> RunRec:
         """Create (and start, queue or skip) one job run; the same idempotency token gives the same run."""
         tasks = normalize_tasks(settings)
@@ -236,6 +252,7 @@ class RunsBackend:
                 idempotency_token=idempotency_token,
                 original_attempt_run_id=run_id,
                 task_order=[t["task_key"] for t in tasks],
+                triggered_by=triggered_by,
             )
             parent.spec = {**settings, "tasks": tasks}
             parent.job_parameters = resolve_job_parameters(settings, parent.overrides)
@@ -356,16 +373,24 @@ class RunsBackend:
             for task in self._current_tasks(parent):
                 if task.life != "BLOCKED":
                     continue
-                ups = [self._current(parent, d["task_key"]) for d in task.spec.get("depends_on") or []]
+                deps = task.spec.get("depends_on") or []
+                ups = [self._current(parent, d["task_key"]) for d in deps]
                 if any(u is None or not u.terminal or u.life == "WAITING_FOR_RETRY" for u in ups):
                     continue
-                verdict = run_if_verdict(
-                    task.spec.get("run_if") or "ALL_SUCCESS", [u.result or "" for u in ups]
-                )
+                verdict = _verdict(task.spec.get("run_if") or "ALL_SUCCESS", deps, ups)
                 if parent.cancel_requested:
                     verdict = "CANCELED"
-                if verdict == "RUN":
-                    self._make_ready(task)
+                if verdict == "BRANCH_EXCLUDED":
+                    task.branch_excluded = True
+                    self._complete(
+                        task,
+                        "TERMINATED",
+                        "EXCLUDED",
+                        "Excluded: the condition branch it depends on was not taken.",
+                    )
+                    changed = True
+                elif verdict == "RUN":
+                    self._start(task)
                 else:
                     messages = {
                         "UPSTREAM_FAILED": "Upstream task(s) failed.",
@@ -376,6 +401,224 @@ class RunsBackend:
                     self._complete(task, "TERMINATED", verdict, messages[verdict])
                     changed = True
         self._refresh_parent(parent)
+
+    def _start(self, task: RunRec) -> None:
+        """A task whose dependencies allow it to run: control-flow tasks act at once, the rest
+        wait for an execution slot."""
+        kind = task_kind(task.spec)
+        if kind == "condition_task":
+            self._run_condition(task)
+        elif kind == "run_job_task":
+            self._run_job(task)
+        elif kind == "for_each_task":
+            self._run_for_each(task)
+        else:
+            self._make_ready(task)
+
+    def references(self, parent: RunRec, task: RunRec, input_value: Any = None) -> References:
+        """The dynamic value references ``task`` resolves (under the lock)."""
+        tasks = {key: t for key in parent.task_order if (t := self._current(parent, key)) is not None}
+        return reference_values(
+            parent,
+            task,
+            tasks=tasks,
+            workspace=self.workspace(),
+            task_value=lambda key, name: self.journal.task_value(parent.run_id, key, name),
+            input_value=input_value,
+        )
+
+    def _began(self, task: RunRec) -> None:
+        task.launch_time = task.exec_start = now_ms()
+        task.life, task.message = "RUNNING", "In run"
+        self._mark(task)
+
+    def _run_condition(self, task: RunRec) -> None:
+        """A condition task: compares its operands (references resolved) without any compute.
+
+        EQUAL_TO / NOT_EQUAL compare strings, the others numbers (ConditionTask in the Jobs API).
+        """
+        parent = self.runs[task.parent_id]
+        body = task.spec["condition_task"]
+        self._began(task)
+        try:
+            refs = self.references(parent, task)
+            left, right = substitute(body["left"], refs), substitute(body["right"], refs)
+        except ApiError as exc:
+            self._complete(task, "TERMINATED", "FAILED", exc.message)
+            return
+        task.resolved = {"condition_task": {"left": left, "right": right}}
+        op = body["op"]
+        if op in ("EQUAL_TO", "NOT_EQUAL"):
+            holds = (left == right) == (op == "EQUAL_TO")
+        else:
+            try:
+                a, b = float(left), float(right)
+            except ValueError:
+                self._complete(
+                    task,
+                    "TERMINATED",
+                    "FAILED",
+                    f"Condition {op} compares numbers, but {left!r} or {right!r} is not a number.",
+                )
+                return
+            holds = {
+                "GREATER_THAN": a > b,
+                "GREATER_THAN_OR_EQUAL": a >= b,
+                "LESS_THAN": a < b,
+                "LESS_THAN_OR_EQUAL": a <= b,
+            }[op]
+        task.outcome = "true" if holds else "false"
+        self._complete(task, "TERMINATED", "SUCCESS", "")
+
+    def _run_job(self, task: RunRec) -> None:
+        """A run-job task: starts a run of another job and ends as that run ends."""
+        parent = self.runs[task.parent_id]
+        body = task.spec["run_job_task"]
+        self._began(task)
+        job_id = body["job_id"]
+        settings = self.job_settings(job_id)
+        if settings is None:
+            self._complete(task, "TERMINATED", "FAILED", f"Job {job_id} does not exist.")
+            return
+        try:
+            refs = self.references(parent, task)
+            overrides: dict[str, Any] = {"trigger_type": "run_job_task"}
+            for name in ("job_parameters", "notebook_params", "python_params", "python_named_params"):
+                if body.get(name):
+                    overrides[name] = substitute_all(body[name], refs)
+            task.resolved = {"run_job_task": {"job_parameters": overrides.get("job_parameters") or {}}}
+            settings = {**settings, "run_name": settings.get("name")}
+            child = self.create_run(
+                job_id=job_id,
+                run_type="JOB_RUN",
+                settings=settings,
+                overrides=overrides,
+                max_concurrent_runs=int(settings.get("max_concurrent_runs", 1) or 1),
+                triggered_by=task.run_id,
+            )
+        except ApiError as exc:
+            self._complete(
+                task, "TERMINATED", "FAILED", f"Could not start a run of job {job_id}: {exc.message}"
+            )
+            return
+        task.child_run_id = child.run_id
+        self._mark(task)
+        if child.terminal:  # skipped: the job is at its max_concurrent_runs and does not queue
+            self._child_ended(child)
+
+    def _child_ended(self, child: RunRec) -> None:
+        task = self.runs.get(child.triggered_by or -1)
+        if task is None or task.terminal:
+            return
+        if task.cancel_requested:
+            self._finish_cancelled(task)
+            return
+        result = child.result if child.result in ("SUCCESS", "CANCELED", "TIMEDOUT") else "FAILED"
+        if child.result == "SUCCESS_WITH_FAILURES":
+            result = "SUCCESS"
+        message = "" if result == "SUCCESS" else f"Run {child.run_id} of job {child.job_id}: {child.message}"
+        self._complete(task, "TERMINATED", result, message)
+
+    def _run_for_each(self, task: RunRec) -> None:
+        """A for-each task: one run of its nested task per input, at most ``concurrency`` at once."""
+        parent = self.runs[task.parent_id]
+        body = task.spec["for_each_task"]
+        self._began(task)
+        try:
+            text = substitute(body["inputs"], self.references(parent, task))
+        except ApiError as exc:
+            self._complete(task, "TERMINATED", "FAILED", exc.message)
+            return
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if not isinstance(items, list):
+            self._complete(
+                task, "TERMINATED", "FAILED", f"The for-each inputs must be a JSON array, got {text[:200]!r}."
+            )
+            return
+        task.resolved = {"for_each_task": {"inputs": text}}
+        task.iterations = []
+        nested = body["task"]
+        for item in items:
+            refs = reference_values(parent, task, input_value=item)
+            only_input = References({k: v for k, v in refs.values.items() if k.split(".")[0] == "input"})
+            spec = substitute_all(copy.deepcopy(nested), only_input)
+            rec = RunRec(
+                run_id=self.next_id("run"),
+                job_id=parent.job_id,
+                run_type=parent.run_type,
+                run_name=nested["task_key"],
+                parent_id=parent.run_id,
+                task_key=nested["task_key"],
+                start_time=now_ms(),
+                life="BLOCKED",
+                message="Scheduled",
+                spec=spec,
+                queue_enabled=parent.queue_enabled,
+                iteration_of=task.run_id,
+                repair_id=task.repair_id,
+            )
+            rec.original_attempt_run_id = rec.run_id
+            self.runs[rec.run_id] = rec
+            task.iterations.append(rec.run_id)
+            self._mark(rec)
+        self._mark(task)
+        self._next_iterations(task)
+
+    def _next_iterations(self, task: RunRec) -> None:
+        if task.terminal:
+            return
+        iterations = [self.runs[i] for i in task.iterations]
+        limit = int_or_zero(task.spec["for_each_task"].get("concurrency")) or 1
+        active = sum(1 for it in iterations if not it.terminal and it.life != "BLOCKED")
+        for it in iterations:
+            if active >= limit:
+                break
+            if it.life == "BLOCKED":
+                self._make_ready(it)
+                active += 1
+        if all(it.terminal for it in iterations):
+            failed = [it for it in iterations if it.result not in SUCCESS_RESULTS]
+            if not failed:
+                self._complete(task, "TERMINATED", "SUCCESS", "")
+            else:
+                self._complete(
+                    task,
+                    "TERMINATED",
+                    "FAILED",
+                    f"{len(failed)} of {len(iterations)} iterations failed. Iteration run {failed[0].run_id} "
+                    f"failed with message: {failed[0].message}",
+                )
+
+    def for_each_stats(self, task: RunRec) -> dict[str, Any]:
+        """ForEachStats of a for-each task run: the counts of its iterations."""
+        iterations = [self.runs[i] for i in task.iterations if i in self.runs]
+        done = [it for it in iterations if it.terminal]
+        succeeded = sum(1 for it in done if it.result in SUCCESS_RESULTS)
+        active = sum(1 for it in iterations if not it.terminal and it.life != "BLOCKED")
+        stats: dict[str, Any] = {
+            "task_run_stats": {
+                "total_iterations": len(iterations),
+                "scheduled_iterations": len(done) + active,
+                "active_iterations": active,
+                "completed_iterations": len(done),
+                "succeeded_iterations": succeeded,
+                "failed_iterations": len(done) - succeeded,
+            }
+        }
+        errors: dict[str, int] = {}
+        for it in done:
+            if it.result not in SUCCESS_RESULTS and it.message:
+                errors[it.message] = errors.get(it.message, 0) + 1
+        if errors:
+            common = sorted(errors.items(), key=lambda e: -e[1])[:3]
+            stats["error_message_stats"] = [
+                {"error_message": m, "count": n, "termination_category": "RUN_EXECUTION_ERROR"}
+                for m, n in common
+            ]
+        return stats
 
     def _make_ready(self, task: RunRec) -> None:
         task.life = "QUEUED" if task.queue_enabled else "PENDING"
@@ -486,6 +729,8 @@ class RunsBackend:
         self._mark(parent)
         self.launcher.release(parent.run_id)
         self._dequeue_job(parent)
+        if parent.triggered_by is not None:
+            self._child_ended(parent)
 
     def _dequeue_job(self, parent: RunRec) -> None:
         """Start the job's queued runs that its max_concurrent_runs now leaves room for."""
@@ -535,7 +780,9 @@ class RunsBackend:
         driver, exclusive = acquired.driver, acquired.exclusive
         try:
             self.launcher.install_libraries(acquired.cluster_id, task.spec)
-            payload = self.launcher.payload(parent, task)
+            with self.lock:
+                refs = self.references(parent, task)
+            payload = self.launcher.payload(parent, task, refs)
         except Exception as exc:  # a bad source or checkout fails the task, never strands it
             if not isinstance(exc, (TaskSetupError, ApiError)):
                 log.exception("preparing task run %s failed", run_id)
@@ -557,6 +804,8 @@ class RunsBackend:
             task.exec_start = now_ms()
             if payload["kind"] == "notebook":
                 task.resolved = {"notebook_task": {"base_parameters": payload["base_parameters"]}}
+            elif payload["kind"] == "python_wheel":
+                task.resolved = {"python_wheel_task": {"parameters": payload["parameters"]}}
             else:
                 task.resolved = {"spark_python_task": {"parameters": payload["parameters"]}}
             task.cluster_instance = {
@@ -637,6 +886,10 @@ class RunsBackend:
         self.slots.discard(task.run_id)
         self.cancel_events.pop(task.run_id, None)
         self._mark(task)
+        if task.iteration_of is not None:
+            self._next_iterations(self.runs[task.iteration_of])
+            self._pump()
+            return
         parent = self.runs[task.parent_id]
         if self._should_retry(parent, task):
             retry = self._new_attempt(
@@ -668,7 +921,7 @@ class RunsBackend:
         task = self.runs.get(run_id)
         if task is None or task.life != "WAITING_FOR_RETRY":
             return
-        self._make_ready(task)
+        self._start(task)
         self._refresh_parent(self.runs[task.parent_id])
         self._pump()
 
@@ -680,9 +933,17 @@ class RunsBackend:
             return None
         task.cancel_requested = True
         self._mark(task)
+        slow: list[Callable[[], None]] = []
+        child = self.runs.get(task.child_run_id or -1)
+        if child is not None and not child.terminal:  # a run-job task: its job run is canceled too
+            slow += self._cancel_run(child)
+        for it in (self.runs[i] for i in task.iterations):  # a for-each task: its iterations
+            action = self._cancel_task(it)
+            if action:
+                slow.append(action)
         if task.run_id not in self.slots:  # never launched: blocked, waiting for a slot or a retry
             self._finish_cancelled(task)
-            return None
+            return (lambda: _run_outside(slow)) if slow else None
         event = self.cancel_events.get(task.run_id)
         if event is not None:
             event.set()
@@ -879,6 +1140,28 @@ class RunsBackend:
             self._timer_cond.notify_all()
         self.launcher.clusters.shutdown()
         self.journal.stop()
+
+
+def _verdict(run_if: str, deps: list[dict], ups: list[RunRec]) -> str:
+    """RUN, or why a task does not run, given its dependencies and their upstream task runs.
+
+    A dependency with an ``outcome`` is met when its condition task ended with that outcome, and
+    a dependency on a task excluded because its branch was not taken is not met either: a task
+    whose dependencies are all unmet is excluded with its branch (ALL_SUCCESS excludes it as soon
+    as one is unmet); the run_if rule decides on the met ones (Databricks' If/else condition task
+    and Run if documentation).
+    """
+    met, unmet = [], 0
+    for dep, up in zip(deps, ups, strict=True):
+        outcome = dep.get("outcome")
+        if up.branch_excluded or (outcome is not None and up.result == "SUCCESS" and up.outcome != outcome):
+            unmet += 1
+        else:
+            met.append(up.result or "")
+    if unmet and run_if != "ALL_DONE":
+        if not met or (run_if == "ALL_SUCCESS" and all(r in SUCCESS_RESULTS for r in met)):
+            return "BRANCH_EXCLUDED"
+    return run_if_verdict(run_if, met)
 
 
 def _last_repair(parent: RunRec) -> int | None:

@@ -99,8 +99,12 @@ class Runtime:
                     self._run_notebook_task(execution)
                 elif kind == "spark_python":
                     self._run_python_file(execution)
+                elif kind == "python_wheel":
+                    self._run_wheel_entry_point(execution)
                 else:
-                    raise TaskError(f"Unknown task kind {kind!r}: expected 'notebook' or 'spark_python'")
+                    raise TaskError(
+                        f"Unknown task kind {kind!r}: expected 'notebook', 'spark_python' or 'python_wheel'"
+                    )
             except NotebookExit as exc:
                 value = exc.value
             except SystemExit as exc:
@@ -165,6 +169,51 @@ class Runtime:
         code = compile(code_text, filename, "exec")
         namespace = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins}
         exec(code, namespace)
+
+    def _run_wheel_entry_point(self, execution: Execution) -> None:
+        """A python_wheel task: the package's entry point named ``entry_point`` (its entry points
+        metadata, console_scripts first), else ``<package>.<entry_point>()``, with sys.argv set."""
+        import importlib
+        import importlib.metadata as metadata
+
+        task = execution.task
+        package, entry_point = task["package_name"], task["entry_point"]
+        execution.argv = [package, *[str(p) for p in task.get("parameters") or []]]
+        importlib.invalidate_caches()  # the task's libraries were installed just now
+
+        def norm(name: str) -> str:
+            return name.lower().replace("-", "_").replace(".", "_")
+
+        func = None
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            dist = next(
+                (d for d in metadata.distributions() if norm(d.metadata["Name"] or "") == norm(package)), None
+            )
+        if dist is not None:
+            found = sorted(
+                (ep for ep in dist.entry_points if ep.name == entry_point),
+                key=lambda ep: ep.group != "console_scripts",
+            )
+            if found:
+                func = found[0].load()
+        if func is None:
+            try:
+                module = importlib.import_module(package.replace("-", "_"))
+            except ModuleNotFoundError:
+                raise TaskError(
+                    f"Python wheel with name {package} could not be found. Please check the driver logs for "
+                    "more details (is the wheel in the task's libraries?)"
+                ) from None
+            func = getattr(module, entry_point, None)
+            if not callable(func):
+                raise TaskError(
+                    f"No entry point {entry_point!r} in package {package} (its metadata or module)"
+                )
+        result = func()
+        if isinstance(result, int) and result != 0:  # a console script's return value is its exit code
+            raise SystemExit(result)
 
     def _read_python_file(self, spec: str, task: dict) -> tuple[str, str]:
         if task.get("source", "").upper() == "GIT" and not spec.startswith(("/", "dbfs:", "file:")):

@@ -1,0 +1,436 @@
+"""Task types of job workflows through databricks-sdk: condition, run-job, for-each and Python wheel
+tasks, run by the emulated workspace as Databricks runs them."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import zipfile
+from pathlib import Path
+
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import InvalidParameterValue
+from databricks.sdk.service import jobs
+from databricks.sdk.service.compute import Library
+from databricks.sdk.service.workspace import ImportFormat, Language
+
+from tests.devstack.jobs_support import small_cluster
+
+FOLDER = "/Shared/task-types"
+NOTEBOOKS = {
+    # exits with its widget x
+    "echo": 'dbutils.widgets.text("x", "")\ndbutils.notebook.exit(dbutils.widgets.get("x"))\n',
+    # sets the task values the control-flow tasks read
+    "produce": (
+        'dbutils.jobs.taskValues.set(key="bad_rows", value=3)\n'
+        'dbutils.jobs.taskValues.set(key="regions", value=[{"name": "west", "rows": 1}, '
+        '{"name": "east", "rows": 2}])\n'
+    ),
+    # fails when its widget x is "0"
+    "fail_on_zero": (
+        'dbutils.widgets.text("x", "")\n'
+        'if dbutils.widgets.get("x") == "0":\n'
+        '    raise ValueError("zero is not a valid input")\n'
+        'dbutils.notebook.exit("ok " + dbutils.widgets.get("x"))\n'
+    ),
+}
+CONDITION = jobs.ConditionTaskOp
+
+
+@pytest.fixture(scope="module")
+def client(workspace) -> WorkspaceClient:
+    client = WorkspaceClient(host=workspace.url, token=workspace.token)
+    client.workspace.mkdirs(FOLDER)
+    for name, body in NOTEBOOKS.items():
+        client.workspace.import_(
+            f"{FOLDER}/{name}",
+            content=base64.b64encode(("# Databricks notebook source\n" + body).encode()).decode(),
+            format=ImportFormat.SOURCE,
+            language=Language.PYTHON,
+            overwrite=True,
+        )
+    return client
+
+
+def notebook(key: str, name: str, params: dict | None = None, **extra) -> jobs.SubmitTask:
+    return jobs.SubmitTask(
+        task_key=key,
+        notebook_task=jobs.NotebookTask(notebook_path=f"{FOLDER}/{name}", base_parameters=params or {}),
+        new_cluster=small_cluster(),
+        **extra,
+    )
+
+
+def condition(key: str, left: str, op: jobs.ConditionTaskOp, right: str, **extra) -> jobs.SubmitTask:
+    return jobs.SubmitTask(
+        task_key=key, condition_task=jobs.ConditionTask(left=left, op=op, right=right), **extra
+    )
+
+
+def after(key: str, outcome: str | None = None) -> jobs.TaskDependency:
+    return jobs.TaskDependency(task_key=key, outcome=outcome)
+
+
+def by_key(run: jobs.Run) -> dict[str, jobs.RunTask]:
+    return {t.task_key: t for t in run.tasks}
+
+
+def output(client: WorkspaceClient, task: jobs.RunTask) -> str | None:
+    return client.jobs.get_run_output(task.run_id).notebook_output.result
+
+
+# ---------------------------------------------------------------------- condition_task
+
+
+def test_condition_true_runs_its_true_branch_and_excludes_the_false_one(client):
+    run = client.jobs.submit(
+        run_name="if-else",
+        tasks=[
+            notebook("produce", "produce"),
+            condition(
+                "has_bad_rows",
+                "{{tasks.produce.values.bad_rows}}",
+                CONDITION.GREATER_THAN,
+                "0",
+                depends_on=[after("produce")],
+            ),
+            notebook("quarantine", "echo", {"x": "quarantined"}, depends_on=[after("has_bad_rows", "true")]),
+            notebook("publish", "echo", {"x": "published"}, depends_on=[after("has_bad_rows", "false")]),
+            # downstream of the branch not taken: excluded with it
+            notebook("announce", "echo", {"x": "announced"}, depends_on=[after("publish")]),
+            # a join after both branches runs when none failed
+            notebook(
+                "join",
+                "echo",
+                {"x": "joined"},
+                depends_on=[after("quarantine"), after("announce")],
+                run_if=jobs.RunIf.NONE_FAILED,
+            ),
+        ],
+    ).result()
+    tasks = by_key(run)
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state.state_message
+    cond = tasks["has_bad_rows"]
+    assert cond.condition_task.outcome == "true"
+    assert cond.state.result_state == jobs.RunResultState.SUCCESS
+    assert cond.cluster_instance is None  # a condition needs no compute
+    assert output(client, tasks["quarantine"]) == "quarantined"
+    for key in ("publish", "announce"):
+        assert tasks[key].state.result_state == jobs.RunResultState.EXCLUDED, key
+        assert tasks[key].status.termination_details.code == jobs.TerminationCodeCode.SKIPPED
+        assert tasks[key].cluster_instance is None
+    assert output(client, tasks["join"]) == "joined"
+
+
+@pytest.mark.parametrize(
+    "left, op, right, outcome",
+    [
+        ("12.0", CONDITION.EQUAL_TO, "12", "false"),  # string comparison
+        ("abc", CONDITION.NOT_EQUAL, "abd", "true"),
+        ("12.0", CONDITION.GREATER_THAN_OR_EQUAL, "12", "true"),  # numeric comparison
+        ("10.0", CONDITION.GREATER_THAN_OR_EQUAL, "12", "false"),
+        ("9", CONDITION.LESS_THAN, "10", "true"),  # numbers, not strings: "9" > "10" as text
+        ("10", CONDITION.LESS_THAN_OR_EQUAL, "9.5", "false"),
+        ("{{job.parameters.mode}}", CONDITION.EQUAL_TO, "full", "true"),
+    ],
+)
+def test_condition_operators(client, left, op, right, outcome):
+    created = client.jobs.create(
+        name="condition-ops",
+        parameters=[jobs.JobParameterDefinition(name="mode", default="incremental")],
+        tasks=[jobs.Task(task_key="cond", condition_task=jobs.ConditionTask(left=left, op=op, right=right))],
+    )
+    try:
+        run = client.jobs.run_now(created.job_id, job_parameters={"mode": "full"}).result()
+        task = run.tasks[0]
+        assert task.state.result_state == jobs.RunResultState.SUCCESS, task.state.state_message
+        assert task.condition_task.outcome == outcome
+    finally:
+        client.jobs.delete(created.job_id)
+
+
+def test_numeric_condition_on_text_fails_the_task(client):
+    run = client.jobs.submit(
+        run_name="bad-condition", tasks=[condition("cond", "many", CONDITION.GREATER_THAN, "3")]
+    ).result()
+    task = run.tasks[0]
+    assert task.state.result_state == jobs.RunResultState.FAILED
+    assert "'many'" in task.state.state_message
+    assert task.condition_task.outcome is None
+
+
+def test_condition_task_specs_are_checked_at_submit(client):
+    with pytest.raises(InvalidParameterValue, match=r"tasks\[0\].condition_task.op"):
+        client.api_client.do(
+            "POST",
+            "/api/2.1/jobs/runs/submit",
+            body={"tasks": [{"task_key": "c", "condition_task": {"op": "LIKE", "left": "a", "right": "b"}}]},
+        )
+    with pytest.raises(InvalidParameterValue, match="outcome"):
+        client.jobs.submit(
+            run_name="outcome-on-a-notebook",
+            tasks=[notebook("a", "echo"), notebook("b", "echo", depends_on=[after("a", "true")])],
+        )
+    with pytest.raises(InvalidParameterValue, match="without compute"):
+        client.jobs.submit(
+            run_name="condition-with-cluster",
+            tasks=[condition("c", "1", CONDITION.EQUAL_TO, "1", new_cluster=small_cluster())],
+        )
+
+
+# ---------------------------------------------------------------------- run_job_task
+
+
+def test_run_job_task_runs_the_job_and_mirrors_its_result(client):
+    child = client.jobs.create(
+        name="child-job",
+        parameters=[jobs.JobParameterDefinition(name="x", default="default")],
+        tasks=[
+            jobs.Task(
+                task_key="echo",
+                notebook_task=jobs.NotebookTask(notebook_path=f"{FOLDER}/echo"),
+                new_cluster=small_cluster(),
+            )
+        ],
+    )
+    try:
+        run = client.jobs.submit(
+            run_name="parent",
+            tasks=[
+                jobs.SubmitTask(
+                    task_key="trigger_child",
+                    run_job_task=jobs.RunJobTask(
+                        job_id=child.job_id, job_parameters={"x": "from parent {{job.run_id}}"}
+                    ),
+                )
+            ],
+        ).result()
+        task = run.tasks[0]
+        assert task.state.result_state == jobs.RunResultState.SUCCESS, task.state.state_message
+        assert task.run_job_task.job_id == child.job_id
+        child_run_id = client.jobs.get_run_output(task.run_id).run_job_output.run_id
+        child_run = client.jobs.get_run(child_run_id)
+        assert child_run.job_id == child.job_id
+        assert child_run.trigger == jobs.TriggerType.RUN_JOB_TASK
+        assert child_run.trigger_info.run_id == task.run_id
+        assert output(client, child_run.tasks[0]) == f"from parent {run.run_id}"
+        assert [r.run_id for r in client.jobs.list_runs(job_id=child.job_id)] == [child_run_id]
+    finally:
+        client.jobs.delete(child.job_id)
+
+
+def test_run_job_task_fails_when_the_job_run_fails(client):
+    child = client.jobs.create(
+        name="failing-child",
+        tasks=[
+            jobs.Task(
+                task_key="boom",
+                notebook_task=jobs.NotebookTask(
+                    notebook_path=f"{FOLDER}/fail_on_zero", base_parameters={"x": "0"}
+                ),
+                new_cluster=small_cluster(),
+            )
+        ],
+    )
+    try:
+        run = client.jobs.submit(
+            run_name="parent-of-failure",
+            tasks=[jobs.SubmitTask(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=child.job_id))],
+        ).result()
+        task = run.tasks[0]
+        assert run.state.result_state == jobs.RunResultState.FAILED
+        assert task.state.result_state == jobs.RunResultState.FAILED
+        assert "zero is not a valid input" in task.state.state_message
+    finally:
+        client.jobs.delete(child.job_id)
+
+
+def test_run_job_task_of_a_missing_job_fails_the_task(client):
+    run = client.jobs.submit(
+        run_name="no-such-job",
+        tasks=[jobs.SubmitTask(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=987654321))],
+    ).result()
+    assert run.tasks[0].state.result_state == jobs.RunResultState.FAILED
+    assert "987654321" in run.tasks[0].state.state_message
+
+
+# ---------------------------------------------------------------------- for_each_task
+
+
+def for_each(
+    key: str, inputs: str, inner: jobs.Task, concurrency: int | None = None, **extra
+) -> jobs.SubmitTask:
+    return jobs.SubmitTask(
+        task_key=key,
+        for_each_task=jobs.ForEachTask(inputs=inputs, task=inner, concurrency=concurrency),
+        **extra,
+    )
+
+
+def inner_notebook(key: str, name: str, params: dict) -> jobs.Task:
+    return jobs.Task(
+        task_key=key,
+        notebook_task=jobs.NotebookTask(notebook_path=f"{FOLDER}/{name}", base_parameters=params),
+        new_cluster=small_cluster(),
+    )
+
+
+def test_for_each_runs_the_nested_task_per_input(client):
+    run = client.jobs.submit(
+        run_name="for-each",
+        tasks=[
+            for_each("loop", '["a", "b", "c"]', inner_notebook("echo_input", "echo", {"x": "{{input}}"}), 2)
+        ],
+    ).result()
+    loop = run.tasks[0]
+    assert loop.state.result_state == jobs.RunResultState.SUCCESS, loop.state.state_message
+    stats = loop.for_each_task.stats.task_run_stats
+    assert (stats.total_iterations, stats.completed_iterations, stats.succeeded_iterations) == (3, 3, 3)
+    assert (stats.failed_iterations, stats.active_iterations) == (0, 0)
+    iterations = client.jobs.get_run(loop.run_id).iterations
+    assert sorted(output(client, it) for it in iterations) == ["a", "b", "c"]
+    assert {it.task_key for it in iterations} == {"echo_input"}
+
+
+def test_for_each_over_a_task_value_with_fields(client):
+    run = client.jobs.submit(
+        run_name="for-each-values",
+        tasks=[
+            notebook("produce", "produce"),
+            for_each(
+                "per_region",
+                "{{tasks.produce.values.regions}}",
+                inner_notebook("echo_region", "echo", {"x": "{{input.name}}:{{input.rows}}"}),
+                depends_on=[after("produce")],
+            ),
+        ],
+    ).result()
+    loop = by_key(run)["per_region"]
+    assert loop.state.result_state == jobs.RunResultState.SUCCESS, loop.state.state_message
+    iterations = client.jobs.get_run(loop.run_id).iterations
+    assert [output(client, it) for it in iterations] == ["west:1", "east:2"]
+
+
+def test_a_failing_iteration_fails_the_for_each_task(client):
+    run = client.jobs.submit(
+        run_name="for-each-failure",
+        tasks=[
+            for_each(
+                "loop", "[1, 0, 2]", inner_notebook("maybe_fail", "fail_on_zero", {"x": "{{input}}"}), 3
+            ),
+            notebook("after_loop", "echo", depends_on=[after("loop")]),
+        ],
+    ).result()
+    tasks = by_key(run)
+    loop = tasks["loop"]
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert loop.state.result_state == jobs.RunResultState.FAILED
+    assert "zero is not a valid input" in loop.state.state_message
+    stats = loop.for_each_task.stats.task_run_stats
+    assert (stats.total_iterations, stats.succeeded_iterations, stats.failed_iterations) == (3, 2, 1)
+    assert tasks["after_loop"].state.result_state == jobs.RunResultState.UPSTREAM_FAILED
+
+
+def test_for_each_specs_are_checked_at_submit(client):
+    inner = inner_notebook("inner", "echo", {"x": "{{input}}"})
+    with pytest.raises(InvalidParameterValue, match="inputs"):
+        client.jobs.submit(run_name="bad-inputs", tasks=[for_each("loop", '{"not": "an array"}', inner)])
+    with pytest.raises(InvalidParameterValue, match="concurrency"):
+        client.jobs.submit(run_name="bad-concurrency", tasks=[for_each("loop", "[1]", inner, 1000)])
+    with pytest.raises(InvalidParameterValue, match="for-each"):
+        nested = jobs.Task(task_key="deeper", for_each_task=jobs.ForEachTask(inputs="[1]", task=inner))
+        client.jobs.submit(run_name="nested", tasks=[for_each("loop", "[1]", nested)])
+
+
+# ---------------------------------------------------------------------- python_wheel_task
+
+WHEEL_MODULE = """
+import sys
+
+
+def main():
+    print("wheel args:", " ".join(sys.argv[1:]))
+    if "--fail" in sys.argv:
+        raise RuntimeError("the wheel was asked to fail")
+    if "--exit" in sys.argv:
+        sys.exit(3)
+"""
+
+
+def make_entry_point_wheel(path: Path) -> Path:
+    """A pure-Python wheel ``etl_tool`` with a console script ``run`` -> ``etl_tool:main``."""
+    name, version = "etl_tool", "0.1"
+    wheel = path / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{name}.py", WHEEL_MODULE)
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr(f"{info}/entry_points.txt", "[console_scripts]\nrun = etl_tool:main\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def wheel_path(client, tmp_path_factory) -> str:
+    wheel = make_entry_point_wheel(tmp_path_factory.mktemp("wheel"))
+    client.workspace.upload(
+        f"{FOLDER}/{wheel.name}", wheel.read_bytes(), format=ImportFormat.AUTO, overwrite=True
+    )
+    return f"/Workspace{FOLDER}/{wheel.name}"
+
+
+def wheel_task(wheel_path: str | None, **params) -> jobs.SubmitTask:
+    return jobs.SubmitTask(
+        task_key="wheel",
+        python_wheel_task=jobs.PythonWheelTask(package_name="etl_tool", entry_point="run", **params),
+        libraries=[Library(whl=wheel_path)] if wheel_path else None,
+        new_cluster=small_cluster(),
+    )
+
+
+def test_python_wheel_task_runs_the_entry_point_with_its_parameters(client, wheel_path):
+    run = client.jobs.submit(
+        run_name="wheel", tasks=[wheel_task(wheel_path, parameters=["--date", "{{job.start_time.iso_date}}"])]
+    ).result()
+    task = run.tasks[0]
+    assert task.state.result_state == jobs.RunResultState.SUCCESS, task.state.state_message
+    out = client.jobs.get_run_output(task.run_id)
+    iso = datetime.datetime.fromtimestamp(run.start_time / 1000, tz=datetime.UTC).strftime("%Y-%m-%d")
+    assert f"wheel args: --date {iso}" in out.logs  # wheel tasks have stdout logs
+    assert out.notebook_output is None
+
+
+def test_python_wheel_named_parameters(client, wheel_path):
+    run = client.jobs.submit(
+        run_name="wheel-named", tasks=[wheel_task(wheel_path, named_parameters={"region": "west", "n": "2"})]
+    ).result()
+    assert "wheel args: --region=west --n=2" in client.jobs.get_run_output(run.tasks[0].run_id).logs
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--fail"], "RuntimeError: the wheel was asked to fail"), (["--exit"], "SystemExit: 3")],
+)
+def test_a_failing_entry_point_fails_the_task(client, wheel_path, args, message):
+    run = client.jobs.submit(run_name="wheel-fails", tasks=[wheel_task(wheel_path, parameters=args)]).result()
+    task = run.tasks[0]
+    assert task.state.result_state == jobs.RunResultState.FAILED
+    out = client.jobs.get_run_output(task.run_id)
+    assert message in out.error
+    assert "wheel args:" in out.logs
+
+
+def test_a_wheel_task_without_its_library_is_accepted_and_fails_at_run_time(client):
+    wheel = jobs.PythonWheelTask(package_name="etl_tool", entry_point="run")
+    task = jobs.Task(task_key="wheel", python_wheel_task=wheel, new_cluster=small_cluster())
+    created = client.jobs.create(name="wheel-no-library", tasks=[task])
+    try:
+        run = client.jobs.run_now(created.job_id).result()
+        assert run.tasks[0].state.result_state == jobs.RunResultState.FAILED
+        assert "etl_tool" in run.tasks[0].state.state_message
+    finally:
+        client.jobs.delete(created.job_id)
