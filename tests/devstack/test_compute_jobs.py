@@ -88,6 +88,20 @@ def test_jobs_create_and_reset_refuse_a_bad_job_cluster(client):
                 tasks=[task],
             ),
         )
+    with pytest.raises(InvalidParameterValue, match="Invalid spark version 12.2.x-scala2.12"):
+        client.jobs.update(
+            job.job_id,
+            new_settings=JobSettings(
+                job_clusters=[
+                    JobCluster(
+                        job_cluster_key="c",
+                        new_cluster=ClusterSpec(
+                            spark_version="12.2.x-scala2.12", node_type_id="Standard_DS3_v2"
+                        ),
+                    )
+                ]
+            ),
+        )
     assert client.jobs.get(job.job_id).settings.job_clusters[0].new_cluster.node_type_id == "Standard_DS3_v2"
 
 

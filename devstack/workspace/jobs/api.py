@@ -75,6 +75,7 @@ class JobsApi:
         job_id = request.require("job_id", int)
         new = request.get("new_settings", dict, {})
         remove = request.get("fields_to_remove", list, [])
+        self.runs.launcher.clusters.check_job_compute(new)  # the cluster specs it brings, as jobs/update does
         self.jobs.update(job_id, new, remove)
         return {}
 
