@@ -53,6 +53,23 @@ def test_runs_submit_refuses_a_node_type_azure_does_not_have(client):
     assert len(list(client.jobs.list_runs())) == before  # no run was created
 
 
+def test_the_cluster_of_a_for_each_task_is_checked_too(client):
+    from databricks.sdk.service.jobs import ForEachTask
+
+    inner = Task(
+        task_key="inner",
+        new_cluster=ClusterSpec(spark_version=LTS, node_type_id="Standard_Z9"),
+        notebook_task=NotebookTask(notebook_path="/Shared/compute/ok"),
+    )
+    with pytest.raises(
+        InvalidParameterValue, match=r"Node type Standard_Z9 is not supported \(tasks\[0\].for_each_task"
+    ):
+        client.jobs.submit(
+            run_name="loop",
+            tasks=[SubmitTask(task_key="loop", for_each_task=ForEachTask(inputs="[1, 2]", task=inner))],
+        )
+
+
 def test_jobs_create_and_reset_refuse_a_bad_job_cluster(client):
     bad = JobCluster(
         job_cluster_key="c",

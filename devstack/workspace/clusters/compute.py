@@ -292,6 +292,11 @@ def check_job_compute(
     for i, task in enumerate(settings.get("tasks") or []):
         if isinstance(task, dict) and task.get("new_cluster") is not None:
             check_cluster_spec(task["new_cluster"], where=f"tasks[{i}].new_cluster", pool=pool, policy=policy)
+        loop = task.get("for_each_task") if isinstance(task, dict) else None
+        nested = loop.get("task") if isinstance(loop, dict) else None
+        if isinstance(nested, dict) and nested.get("new_cluster") is not None:
+            where = f"tasks[{i}].for_each_task.task.new_cluster"
+            check_cluster_spec(nested["new_cluster"], where=where, pool=pool, policy=policy)
     if settings.get("new_cluster") is not None:
         check_cluster_spec(settings["new_cluster"], where="new_cluster", pool=pool, policy=policy)
 
