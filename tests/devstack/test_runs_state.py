@@ -19,7 +19,7 @@ from devstack.workspace.http import ApiError
 from devstack.workspace.runs.journal import Journal
 from devstack.workspace.runs.launcher import Acquired, Launcher
 from devstack.workspace.runs.spec import run_if_verdict
-from devstack.workspace.runs.state import RESTART_MESSAGE, RunsBackend
+from devstack.workspace.runs.state import LOST_DRIVER_MESSAGE, RunsBackend
 from devstack.workspace.store import Store
 
 
@@ -335,23 +335,65 @@ def test_cancel_of_a_running_run_cancels_its_task_and_skips_the_rest(runs, launc
 # --------------------------------------------------------------------------- the journal
 
 
-def test_runs_survive_a_restart_and_in_flight_ones_end_with_the_restart_message(tmp_path, launcher):
-    runs = backend(tmp_path, launcher)
-    done = submit(runs, notebook("quick"))
-    [quick] = launcher.wait_executing()
-    launcher.finish(quick)
-    wait_until(lambda: done.terminal)
-    in_flight = submit(runs, notebook("long"))
-    launcher.wait_executing()
-    runs.journal.flush()
-    runs.stopping = True  # the process dies: nothing more is recorded
+def die(runs: RunsBackend) -> None:
+    """The process ends: no transition after this point is recorded (what was written stays)."""
+    runs.stopping = True
+    runs.journal.stop()
 
-    again = backend(tmp_path, ScriptedLauncher())
+
+def test_a_restart_keeps_waiting_runs_and_fails_the_executing_one_with_driver_error(tmp_path, launcher):
+    runs = backend(tmp_path, launcher, max_parallel=1)
+    done = submit(runs, notebook("quick"))
+    launcher.finish(launcher.wait_executing()[0])
+    wait_until(lambda: done.terminal)
+    executing = submit(runs, notebook("long", max_retries=1, min_retry_interval_millis=0))
+    waiting = [submit(runs, notebook(f"w{i}"), queue={"enabled": True}) for i in range(3)]
+    launcher.wait_executing()
+    die(runs)
+
+    after = ScriptedLauncher()
+    again = backend(tmp_path, after, max_parallel=1)
     try:
         assert again.get(done.run_id).result == "SUCCESS"
-        lost = again.get(in_flight.run_id)
-        assert (lost.life, lost.message) == ("INTERNAL_ERROR", RESTART_MESSAGE)
+        # The attempt that held a cluster lost its driver; the runs that waited for a slot go on in
+        # their order, each exactly once, and the lost attempt's retry queues behind them.
+        order = []
+        for _ in range(4):
+            [task] = after.wait_executing()
+            order.append(task)
+            after.finish(task)
+        lost = task_of(again, again.get(executing.run_id), "long", 0)
+        assert (lost.life, lost.result, lost.termination_code) == ("INTERNAL_ERROR", "FAILED", "DRIVER_ERROR")
+        assert lost.message == LOST_DRIVER_MESSAGE
+        expected = [task_of(again, again.get(r.run_id), r.task_order[0]).run_id for r in waiting]
+        assert order == [*expected, task_of(again, again.get(executing.run_id), "long", 1).run_id]
+        wait_until(lambda: all(again.get(r.run_id).terminal for r in [executing, *waiting]))
+        assert [again.get(r.run_id).result for r in [executing, *waiting]] == ["SUCCESS"] * 4
+        assert len(after.launched) == len(set(after.launched)) == 4
         # Ids go on after the ones handed out before the restart.
         assert again.next_id("run") > max(again.runs)
+    finally:
+        again.close()
+
+
+def test_a_restart_keeps_runs_queued_behind_max_concurrent_runs(tmp_path, launcher):
+    jobs = {3: {"max_concurrent_runs": 1}}
+    runs = backend(tmp_path, launcher, jobs=jobs)
+    settings = {"name": "job", "tasks": [notebook("t")], "queue": {"enabled": True}}
+    active = runs.create_run(job_id=3, run_type="JOB_RUN", settings=dict(settings), max_concurrent_runs=1)
+    queued = runs.create_run(job_id=3, run_type="JOB_RUN", settings=dict(settings), max_concurrent_runs=1)
+    launcher.wait_executing()
+    die(runs)
+
+    after = ScriptedLauncher()
+    again = backend(tmp_path, after, jobs=jobs)
+    try:
+        wait_until(lambda: again.get(active.run_id).terminal)
+        assert again.get(active.run_id).result == "FAILED"  # no retries: the lost driver ends it
+        [task] = after.wait_executing()  # the queued run leaves the queue once the active one ended
+        assert task == task_of(again, again.get(queued.run_id), "t").run_id
+        after.finish(task)
+        wait_until(lambda: again.get(queued.run_id).terminal)
+        assert again.get(queued.run_id).result == "SUCCESS"
     finally:
         again.close()

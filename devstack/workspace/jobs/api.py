@@ -133,4 +133,5 @@ class JobsApi:
             idempotency_token=token,
             max_concurrent_runs=int(settings.get("max_concurrent_runs", 1)),
         )
+        self.runs.persist()  # the run id answered survives a kill of the process
         return {"run_id": rec.run_id, "number_in_job": rec.run_id}

@@ -57,7 +57,9 @@ def _state(rec: RunRec) -> dict[str, Any]:
 
 def _status(rec: RunRec, max_parallel: int) -> dict[str, Any]:
     if rec.life in TERMINAL:
-        if rec.life == "INTERNAL_ERROR":
+        if rec.termination_code:  # DRIVER_ERROR: the task's driver was lost
+            code, kind = rec.termination_code, "INTERNAL_ERROR"
+        elif rec.life == "INTERNAL_ERROR":
             code, kind = "INTERNAL_ERROR", "INTERNAL_ERROR"
         elif rec.life == "SKIPPED":
             code, kind = ("MAX_CONCURRENT_RUNS_EXCEEDED" if rec.parent_id is None else "SKIPPED"), "SUCCESS"
@@ -297,6 +299,7 @@ class RunsApi:
             settings=settings,
             idempotency_token=body.get("idempotency_token"),
         )
+        self.runs.persist()  # the run id answered survives a kill of the process
         return {"run_id": rec.run_id}
 
     def get_run(self, request: Request):
@@ -371,6 +374,7 @@ class RunsApi:
 
     def cancel(self, request: Request):
         self.runs.cancel(request.require("run_id", int))
+        self.runs.persist()
         return {}
 
     def cancel_all(self, request: Request):
@@ -381,6 +385,7 @@ class RunsApi:
         if job_id is not None:
             self.jobs.require(job_id)
         self.runs.cancel_all(job_id, all_queued)
+        self.runs.persist()
         return {}
 
     def repair(self, request: Request):
@@ -392,7 +397,9 @@ class RunsApi:
         body = dict(request.body)
         if body.get("latest_repair_id") is not None:
             body["latest_repair_id"] = request.get("latest_repair_id", int)
-        return {"repair_id": self.runs.repair(run_id, body)}
+        repair_id = self.runs.repair(run_id, body)
+        self.runs.persist()
+        return {"repair_id": repair_id}
 
     def delete(self, request: Request):
         self.runs.delete(request.require("run_id", int))

@@ -2,7 +2,10 @@
 
 Runs live in memory (:mod:`devstack.workspace.runs.state`) and are written to SQLite by a
 background writer: a change marks the run dirty, and the writer saves the dirty runs in one
-transaction a moment later, so ``runs/get`` never waits on the database.
+transaction a moment later, so ``runs/get`` never waits on the database. What a client is
+answered about (a submit's run id, a repair id, a cancel) is written before the answer:
+:meth:`Journal.flush` right away, so a killed process (SIGKILL included) never forgets a run
+it acknowledged; only the later progress of runs can be lost, and a restart recovers from that.
 
 The journal also hands out the workspace's ids: run ids (which repair ids share, as on
 Databricks) and job ids (which jobs/create and runs/submit share).
@@ -57,6 +60,8 @@ class Journal:
         self._dirty_cond = threading.Condition(threading.Lock())
         self._snapshot: Callable[[list[int]], list[dict]] | None = None
         self._stopping = False
+        # One flush at a time: a flush's snapshot must not be older than a row an earlier flush wrote.
+        self._flush_lock = threading.Lock()
 
     # ------------------------------------------------------------------ ids
 
@@ -114,21 +119,32 @@ class Journal:
                 log.exception("writing runs to %s failed", self.store.path)
 
     def flush(self) -> None:
-        """Write every dirty run (and the counters) now."""
-        with self._dirty_cond:
-            ids, self._dirty = self._dirty, set()
-        if not ids:
-            return
-        pending = [i for i in ids if i != _COUNTERS]
-        snapshots = self._snapshot(pending) if self._snapshot and pending else []
+        """Write every dirty run (and the counters) now; on return, every change made before the
+        call is committed (SQLite's WAL: it survives the process being killed)."""
+        with self._flush_lock:
+            with self._dirty_cond:
+                if self._snapshot is None:  # not started: runs cannot be copied yet, only the counters
+                    ids = {_COUNTERS} & self._dirty
+                    self._dirty -= ids
+                else:
+                    ids, self._dirty = self._dirty, set()
+            if not ids:
+                return
+            pending = [i for i in ids if i != _COUNTERS]
+            snapshots = self._snapshot(pending) if self._snapshot and pending else []
+            with self._lock:
+                counters = list(self._counters.items())
+            rows = [(d["run_id"], d["parent_id"], d["job_id"], dumps(d)) for d in snapshots]
+            with self.store.tx() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows
+                )
+                conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
+
+    def issued(self, name: str, value: int) -> bool:
+        """Whether ``value`` is an id of sequence ``name`` handed out already (it may be gone since)."""
         with self._lock:
-            counters = list(self._counters.items())
-        rows = [(d["run_id"], d["parent_id"], d["job_id"], dumps(d)) for d in snapshots]
-        with self.store.tx() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO runs(run_id, parent_run_id, job_id, data) VALUES (?,?,?,?)", rows
-            )
-            conn.executemany("INSERT OR REPLACE INTO counters(name, value) VALUES (?, ?)", counters)
+            return 0 < value <= self._counters.get(name, 0)
 
     def delete(self, job_run_id: int, run_ids: list[int]) -> None:
         """Forget a job run: its rows, its task runs' rows and its task values."""

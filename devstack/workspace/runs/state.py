@@ -49,9 +49,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("devstack.workspace.runs")
 
 TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
-RESTART_MESSAGE = (
-    "The workspace process restarted while this run was in flight, so it was stopped. "
-    "Submit or trigger it again (or repair it)."
+# A task whose driver was lost (the workspace process stopped or was killed while the task held a
+# cluster) ends as Databricks ends a task whose Spark driver went away: life cycle INTERNAL_ERROR,
+# result FAILED, termination code DRIVER_ERROR ("The run encountered an error while communicating
+# with the Spark Driver", TerminationCodeCode in databricks-sdk), with the message Databricks
+# shows when a driver stops under a notebook (Azure Databricks docs, compute troubleshooting).
+LOST_DRIVER_MESSAGE = (
+    "The Spark driver has stopped unexpectedly and is restarting. Your notebook will be automatically "
+    "reattached."
 )
 
 
@@ -101,6 +106,7 @@ class RunRec:
     triggered_by: int | None = None  # job run started by a run-job task: that task run
     iterations: list = dataclasses.field(default_factory=list)  # for-each task: its iteration runs
     iteration_of: int | None = None  # an iteration: its for-each task run
+    termination_code: str | None = None  # a code the result does not imply (DRIVER_ERROR)
 
     @property
     def terminal(self) -> bool:
@@ -144,36 +150,86 @@ class RunsBackend:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._timer_cond = threading.Condition(self.lock)
-        self._recover(journal.load())
+        saved = journal.load()
+        self._load(saved)
         journal.start(self._snapshot)
         threading.Thread(target=self._timer_loop, name="run-timers", daemon=True).start()
+        with self.lock:  # the runs the last process left unfinished go on
+            self._resume([rec.run_id for rec in saved if rec.parent_id is None and not rec.terminal])
 
     # ------------------------------------------------------------------ persistence
 
-    def _recover(self, saved: list[RunRec]) -> None:
-        """Take the saved runs back; whatever was in flight when the process died ends INTERNAL_ERROR."""
-        interrupted = []
+    def _load(self, saved: list[RunRec]) -> None:
+        """Take back the runs the journal saved (every run a client was given an id for)."""
         for rec in saved:
             self.runs[rec.run_id] = rec
             if rec.parent_id is None:
                 self.parents.append(rec.run_id)
                 if rec.idempotency_token:
                     self.tokens[rec.idempotency_token] = rec.run_id
-            if not rec.terminal:
-                interrupted.append(rec)
-        end = now_ms()
-        for rec in interrupted:
-            rec.life, rec.result, rec.message = "INTERNAL_ERROR", "FAILED", RESTART_MESSAGE
-            rec.end_time = end
-            rec.job_queued = False
-            for item in rec.repairs:
-                item.setdefault("end_time", end)
-            self._mark(rec)
-        if interrupted:
+
+    def _resume(self, unfinished: list[int]) -> None:
+        """Carry on with the job runs the last process left unfinished (once, under the lock).
+
+        Nothing that waited is lost: runs queued behind max_concurrent_runs stay queued, task runs
+        waiting for an execution slot wait again in their order, retries wait out their interval,
+        timeouts keep counting from the run's start. A task that held a cluster lost its driver
+        with the process: it ends DRIVER_ERROR (:data:`LOST_DRIVER_MESSAGE`) and its retry policy
+        decides, as for any failed attempt; one being cancelled or timed out ends so.
+        """
+        now = now_ms()
+        # First sort out what each unfinished task was doing when the process ended, then act:
+        # acting changes the state (a run that ends lets a queued one begin).
+        lost: list[RunRec] = []  # held a cluster: its driver died with the process
+        ending: list[RunRec] = []  # being cancelled or timed out
+        waiting: list[RunRec] = []  # waiting for an execution slot
+        retrying: list[RunRec] = []  # waiting out min_retry_interval_millis
+        for rid in unfinished:
+            parent = self.runs[rid]
+            if not parent.job_queued:
+                timeout = int_or_zero(parent.spec.get("timeout_seconds"))
+                if timeout > 0:
+                    left = max(0.0, parent.start_time / 1000 + timeout - now / 1000)
+                    self._after(left, lambda rid=rid, t=timeout: self._timeout_run(rid, t))
+            for task in self._current_tasks(parent):
+                if task.terminal:
+                    continue
+                if task.cancel_requested or task.timed_out or parent.cancel_requested:
+                    ending.append(task)
+                elif task.life == "WAITING_FOR_RETRY":
+                    retrying.append(task)
+                elif task.launch_time is not None:
+                    lost.append(task)
+                elif task.life in ("QUEUED", "PENDING") and not parent.job_queued:
+                    waiting.append(task)
+        for task in sorted(waiting, key=lambda t: t.run_id):
+            self.ready.append(task.run_id)
+            self.cancel_events[task.run_id] = threading.Event()
+        for task in ending:
+            self._finish_cancelled(task)
+        for task in lost:
+            task.termination_code = "DRIVER_ERROR"
+            self._complete(task, "INTERNAL_ERROR", "FAILED", LOST_DRIVER_MESSAGE)
+        for task in retrying:
+            previous = self.runs[self.runs[task.parent_id].attempts[task.task_key][-2]]
+            interval = int_or_zero(task.spec.get("min_retry_interval_millis"))
+            due = ((previous.end_time or now) + interval - now) / 1000
+            self._after(max(0.0, due), lambda rid=task.run_id: self._retry_due(rid))
+        for rid in unfinished:
+            self._advance(self.runs[rid])
+            self._refresh_parent(self.runs[rid])
+        queued_jobs = {self.runs[rid].job_id: rid for rid in unfinished if self.runs[rid].job_queued}
+        for rid in queued_jobs.values():
+            self._dequeue_job(self.runs[rid])
+        if lost or waiting or queued_jobs:
             log.warning(
-                "marked %d runs that were in flight at the last stop as INTERNAL_ERROR", len(interrupted)
+                "resumed after a restart: %d task runs lost their driver, %d wait for a slot, "
+                "%d jobs have queued runs",
+                len(lost),
+                len(waiting),
+                len(queued_jobs),
             )
-            self.journal.flush()
+        self._pump()
 
     def _snapshot(self, run_ids: list[int]) -> list[dict]:
         """Copies of these runs' fields for the journal (copied under the lock in small batches,
@@ -193,6 +249,12 @@ class RunsBackend:
 
     def next_id(self, name: str) -> int:
         return self.journal.next_id(name)
+
+    def persist(self) -> None:
+        """Write every change now, before a client is answered about it (a run id, a repair id, a
+        cancel), so a killed process never forgets what it acknowledged. Never call it holding
+        ``self.lock``: the journal's copy of the runs takes that lock."""
+        self.journal.flush()
 
     # ------------------------------------------------------------------ timers
 
@@ -221,7 +283,14 @@ class RunsBackend:
 
     # ------------------------------------------------------------------ creating runs
 
-    def create_run(
+    def create_run(self, **kwargs: Any) -> RunRec:
+        """Create (and start, queue or skip) one job run; the same idempotency token gives the same run.
+
+        Keyword arguments as :meth:`_create_run`. Call :meth:`persist` before answering a client.
+        """
+        return self._create_run(**kwargs)
+
+    def _create_run(
         self,
         *,
         job_id: int,
@@ -232,7 +301,7 @@ class RunsBackend:
         max_concurrent_runs: int | None = None,
         triggered_by: int | None = None,
     ) -> RunRec:
-        """Create (and start, queue or skip) one job run; the same idempotency token gives the same run."""
+        """One job run (under the lock, or taking it): see :meth:`create_run`."""
         tasks = normalize_tasks(settings)
         with self.lock:
             if idempotency_token and idempotency_token in self.tokens:
@@ -878,8 +947,8 @@ class RunsBackend:
 
     def _complete(self, task: RunRec, life: str, result: str | None, message: str) -> None:
         """Record a task attempt's end, retry it if its policy says so, then move the run on."""
-        if task.terminal:
-            return
+        if task.terminal or self.stopping:
+            return  # stopping: a task ended by the shutdown itself is recovered at the next start
         task.life, task.result, task.message = life, result, (message or "")[:4000]
         task.end_time = now_ms()
         task.user_cancelled_or_timedout = result in ("CANCELED", "TIMEDOUT")
