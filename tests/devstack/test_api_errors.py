@@ -83,7 +83,9 @@ def test_task_without_cluster_names_the_task(api):
     assert "tasks[0]" in response.json()["message"]
 
 
-def test_unknown_job_and_run_are_resource_does_not_exist(api):
+def test_unknown_job_and_run_are_invalid_parameter_value(api):
+    # As the Jobs API answers them (databricks-sdk's error overrides map these to ResourceDoesNotExist
+    # for jobs/get and runs/get); a deleted run is 404 RESOURCE_DOES_NOT_EXIST (test_jobs_codes.py).
     for method, path, body in (
         ("GET", "2.2/jobs/get", {"job_id": 99999999}),
         ("POST", "2.2/jobs/run-now", {"job_id": 99999999}),
@@ -92,9 +94,9 @@ def test_unknown_job_and_run_are_resource_does_not_exist(api):
         ("POST", "2.2/jobs/runs/cancel", {"run_id": 99999999}),
     ):
         response = api.call(method, path, body)
-        assert response.status_code == 404, path
-        assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", path
-        assert "99999999" in response.json()["message"]
+        assert response.status_code == 400, path
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE", path
+        assert response.json()["message"].endswith("99999999 does not exist."), path
 
 
 def test_unknown_notebook_path_fails_the_run_naming_the_path(api):

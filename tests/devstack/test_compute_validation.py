@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -353,3 +354,29 @@ def test_clusters_pools_and_policies_outlive_a_workspace_restart(tmp_path):
         assert client.clusters.get(cluster.cluster_id).state == State.RUNNING
     finally:
         second.stop()
+
+
+def test_an_idle_cluster_terminates_after_its_autotermination_minutes(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store))
+    try:
+        spec = {"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}
+        idle = manager.create({**spec, "cluster_name": "idle", "autotermination_minutes": 10}, "me")
+        kept = manager.create({**spec, "cluster_name": "kept", "autotermination_minutes": 0}, "me")
+        for cluster_id in (idle, kept):
+            assert manager.get(cluster_id).ready.wait(60)
+        assert manager.terminate_idle() == []  # ten minutes have not passed
+        manager.minute_seconds = 0.001  # ten "minutes" are now 10 ms
+        time.sleep(0.05)
+        assert manager.terminate_idle() == [idle]
+        cluster = manager.get(idle)
+        assert (cluster.state, cluster.termination_reason["code"]) == ("TERMINATED", "INACTIVITY")
+        assert manager.get(kept).state == "RUNNING"  # autotermination_minutes 0: never
+    finally:
+        manager.shutdown()
+        store.close()

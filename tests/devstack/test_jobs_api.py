@@ -77,7 +77,8 @@ def test_bad_job_settings_name_the_field(api):
     assert response.status_code == 400
     assert "cycle" in response.json()["message"]
     response = api.call("POST", "2.2/jobs/reset", {"job_id": 99999999, "new_settings": {"name": "x"}})
-    assert response.status_code == 404
+    assert response.status_code == 400
+    assert response.json()["message"] == "Job 99999999 does not exist."
 
 
 def test_numeric_strings_are_accepted_like_databricks(api):

@@ -47,7 +47,7 @@ def test_list_filters_by_job_and_state(api, job_with_runs):
     assert [r["run_id"] for r in only_active] == [active]
     completed = api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "completed_only": True})["runs"]
     assert sorted(r["run_id"] for r in completed) == sorted(done)
-    submit_runs = api.ok("GET", "2.2/jobs/runs/list", {"run_type": "SUBMIT_RUN", "limit": 100})["runs"]
+    submit_runs = api.ok("GET", "2.2/jobs/runs/list", {"run_type": "SUBMIT_RUN", "limit": 25})["runs"]
     assert all(r["run_type"] == "SUBMIT_RUN" for r in submit_runs)
     expanded = api.ok("GET", "2.2/jobs/runs/list", {"job_id": job_id, "expand_tasks": True})["runs"]
     assert all(r["tasks"][0]["task_key"] == "sleep" for r in expanded)

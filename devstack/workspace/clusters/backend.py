@@ -46,6 +46,8 @@ POOL_START_FACTOR = 0.2
 INIT_SCRIPT_TIMEOUT_SECONDS = 600
 # Events kept per cluster (clusters/events), oldest dropped first.
 MAX_EVENTS = 1000
+# How often idle all-purpose clusters are looked for (autotermination_minutes).
+IDLE_CHECK_SECONDS = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS compute_objects (
@@ -445,6 +447,7 @@ class AllPurposeCluster:
         self.pinned = False
         self.ready = threading.Event()
         self.generation = 0  # bumped by every terminate: a start begun before it gives up
+        self.last_activity = time.monotonic()  # a start, a task launched on it, a command
 
     def describe(self) -> dict[str, Any]:
         spec = self.spec
@@ -534,6 +537,11 @@ class ClusterManager:
         self.job_clusters: dict[str, AllPurposeCluster] = {}  # job and new clusters, newest last
         self.cluster_starts = 0
         self.stopping = False
+        self.minute_seconds = 60.0  # the length of an autotermination minute (tests shorten it)
+        self._idle_check = threading.Event()
+        threading.Thread(
+            target=self._terminate_idle_loop, name="cluster-autotermination", daemon=True
+        ).start()
 
     # ----------------------------------------------------------------- events
 
@@ -856,6 +864,7 @@ class ClusterManager:
     def shutdown(self) -> None:
         """Kill every driver (all-purpose, job and new clusters) in parallel."""
         self.stopping = True
+        self._idle_check.set()
         with self._lock:
             drivers = list(self._drivers)
         threads = [threading.Thread(target=self.kill_driver, args=(d,), daemon=True) for d in drivers]
@@ -938,6 +947,7 @@ class ClusterManager:
     def ensure_running(self, cluster_id: str, cancelled: threading.Event | None = None, on_started=None):
         """The driver of all-purpose cluster ``cluster_id``, started (TERMINATED -> PENDING -> RUNNING) if needed."""
         cluster = self.get(cluster_id)
+        cluster.last_activity = time.monotonic()
         with cluster.lock:
             if cluster.state == "RUNNING" and cluster.driver is not None and cluster.driver.alive:
                 return cluster.driver
@@ -975,6 +985,7 @@ class ClusterManager:
             cluster.state_message = ""
             cluster.termination_reason = None
             cluster.start_time = now_ms()
+            cluster.last_activity = time.monotonic()
             cluster.ready.set()
             workers = workers_of(cluster.spec)
             self.event(cluster_id, "DRIVER_HEALTHY", {})
@@ -1000,7 +1011,7 @@ class ClusterManager:
             reason = reason or {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {"username": user}}
             cluster.state = "TERMINATING"
             cluster.termination_reason = reason
-            self.event(cluster_id, "TERMINATING", {"reason": reason, "user": user})
+            self.event(cluster_id, "TERMINATING", {"reason": reason, **({"user": user} if user else {})})
             driver, cluster.driver = cluster.driver, None
             if driver is not None:
                 self.kill_driver(driver)
@@ -1084,6 +1095,44 @@ class ClusterManager:
         if cluster and cluster.state == "RUNNING" and cluster.driver is not None:
             return cluster.driver
         return None
+
+    def touch(self, cluster_id: str) -> None:
+        """Note activity on an all-purpose cluster (a command), which postpones its autotermination."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is not None:
+            cluster.last_activity = time.monotonic()
+
+    def terminate_idle(self) -> list[str]:
+        """Terminate the RUNNING all-purpose clusters idle for their ``autotermination_minutes``
+        (no task or command executing meanwhile), with termination reason INACTIVITY, as
+        Databricks does. Returns their ids."""
+        done = []
+        for cluster in list(self.clusters.values()):
+            minutes = cluster.spec.get("autotermination_minutes") or 0
+            driver = cluster.driver
+            if cluster.state != "RUNNING" or not minutes or driver is None:
+                continue
+            if driver.running:
+                cluster.last_activity = time.monotonic()  # busy: idle time counts from the end
+                continue
+            if time.monotonic() - cluster.last_activity < minutes * self.minute_seconds:
+                continue
+            reason = {
+                "code": "INACTIVITY",
+                "type": "SUCCESS",
+                "parameters": {"inactivity_duration_min": str(minutes)},
+            }
+            self.terminate(cluster.cluster_id, "", reason=reason)
+            cluster.state_message = f"Inactive cluster terminated (inactive for {minutes} minutes)."
+            done.append(cluster.cluster_id)
+        return done
+
+    def _terminate_idle_loop(self) -> None:
+        while not self._idle_check.wait(IDLE_CHECK_SECONDS):
+            try:
+                self.terminate_idle()
+            except Exception:
+                log.exception("autotermination check failed")
 
 
 def _attributes(spec: dict[str, Any]) -> dict[str, Any]:

@@ -151,6 +151,7 @@ class CommandsBackend:
             while len(context.commands) > MAX_COMMANDS:
                 context.commands.pop(next(iter(context.commands)))
             context.queue.append(command.command_id)
+        self.clusters.touch(cluster_id)  # a command is activity: autotermination waits
         self._next(context)
         return command.command_id
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from devstack.workspace.http import invalid, not_found
+from devstack.workspace.http import invalid
 from devstack.workspace.runs.spec import as_int, normalize_tasks
 from devstack.workspace.store import Store, dumps, loads
 
@@ -116,10 +116,15 @@ class JobsBackend:
     # ------------------------------------------------------------------ reading
 
     def require(self, job_id: int) -> dict[str, Any]:
-        """The job (job_id, created_time, settings), or RESOURCE_DOES_NOT_EXIST."""
+        """The job (job_id, created_time, settings), or the Jobs API's error for an unknown job.
+
+        That is 400 INVALID_PARAMETER_VALUE "Job <id> does not exist.": databricks-sdk's error
+        overrides (errors/overrides.py, "Jobs InvalidParameterValue=>ResourceDoesNotExist") map
+        exactly this answer of jobs/get to ResourceDoesNotExist.
+        """
         row = self.store.one("SELECT job_id, created_time, settings FROM jobs WHERE job_id=?", (job_id,))
         if row is None:
-            raise not_found(f"Job {job_id} does not exist.")
+            raise invalid(f"Job {job_id} does not exist.")
         return {
             "job_id": row["job_id"],
             "created_time": row["created_time"],
@@ -132,11 +137,12 @@ class JobsBackend:
         return None if row is None else loads(row["settings"])
 
     def list(self, name: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` jobs from ``offset`` in job id order, of one exact name if given."""
+        """Up to ``limit`` jobs from ``offset`` in job id order, of one name if given ("a filter on
+        the list based on the exact (case insensitive) job name", jobs/list)."""
         sql = "SELECT job_id, created_time, settings FROM jobs"
         params: tuple = ()
         if name:
-            sql += " WHERE name = ?"
+            sql += " WHERE name = ? COLLATE NOCASE"
             params = (name,)
         rows = self.store.all(sql + " ORDER BY job_id LIMIT ? OFFSET ?", (*params, limit, offset))
         return [

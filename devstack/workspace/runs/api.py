@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 VERSIONS = ("2.0", "2.1", "2.2")
 PAGE_LIMIT = 100
+RUNS_LIST_MAX = 25
+RUN_TYPES = ("JOB_RUN", "WORKFLOW_RUN", "SUBMIT_RUN")
 
 _TERMINATION = {
     # result_state -> (termination code, type). A task that never ran (its run_if ruled it out
@@ -244,7 +246,10 @@ def render_output(base_url: str, runs: RunsBackend, rec: RunRec) -> dict[str, An
         if output.get("notebook_result") is not None:
             notebook["result"] = output["notebook_result"]
         out["notebook_output"] = notebook
-    if output.get("logs") is not None:
+    # A notebook's output is notebook_output only: stdout logs are for tasks that write to standard
+    # streams (spark_python_task, python_wheel_task...), "not supported for the notebook_task"
+    # (RunOutput.logs, Jobs API reference / databricks-sdk).
+    if output.get("logs") is not None and "notebook_task" not in task.spec:
         out["logs"] = output["logs"]
         out["logs_truncated"] = bool(output.get("logs_truncated"))
     error = output.get("error")
@@ -342,8 +347,17 @@ class RunsApi:
         if active_only and completed_only:
             raise invalid("active_only and completed_only cannot both be true")
         run_type = request.get("run_type", str)
+        if run_type is not None and run_type not in RUN_TYPES:
+            raise invalid(
+                f"Invalid value for field run_type: {run_type!r} is not one of {', '.join(RUN_TYPES)}"
+            )
         expand = request.get("expand_tasks", bool, False)
-        limit, offset = pagination(request, default_limit=25, max_limit=1000)
+        # "greater than 0 and less than 25. The default value is 20. If a request specifies a limit
+        # of 0, the service instead uses the maximum limit" (runs/list, Jobs API reference); the
+        # deprecated offset still works, a page_token replaces it.
+        limit, offset = pagination(request, default_limit=20, max_limit=RUNS_LIST_MAX)
+        if request.get("limit", int) == 0:
+            limit = RUNS_LIST_MAX
         start_from = request.get("start_time_from", int)
         start_to = request.get("start_time_to", int)
         with self.runs.lock:
@@ -365,6 +379,11 @@ class RunsApi:
                 selected.append(rec)
             page = selected[offset : offset + limit]
             runs = [render_run(self.base_url, self.runs, r, include_tasks=expand) for r in page]
+        for run in runs:  # "only the first 100 elements will be shown": runs/get pages the rest
+            for name in ("tasks", "job_clusters"):
+                if len(run.get(name) or ()) > PAGE_LIMIT:
+                    run[name] = run[name][:PAGE_LIMIT]
+                    run["has_more"] = True
         out: dict[str, Any] = {"runs": runs, "has_more": offset + limit < len(selected)}
         if out["has_more"]:
             out["next_page_token"] = str(offset + limit)

@@ -1162,8 +1162,20 @@ class RunsBackend:
     def get(self, run_id: int) -> RunRec:
         rec = self.runs.get(run_id)
         if rec is None:
-            raise not_found(f"Run {run_id} does not exist.")
+            raise self.missing(run_id)
         return rec
+
+    def missing(self, run_id: int) -> ApiError:
+        """The error for a run id that names no run, as Databricks answers it.
+
+        An id never handed out: 400 INVALID_PARAMETER_VALUE "Run <id> does not exist." (the
+        Jobs API's answer, which databricks-sdk's error overrides turn into ResourceDoesNotExist
+        for runs/get). A run that existed and was deleted: 404 RESOURCE_DOES_NOT_EXIST, the answer
+        the Airflow provider's durable execution expects for a stored run id whose run is gone
+        (it then submits afresh); databricks-sdk raises ResourceDoesNotExist for it too.
+        """
+        message = f"Run {run_id} does not exist."
+        return not_found(message) if self.journal.issued("run", run_id) else invalid(message)
 
     def delete(self, run_id: int) -> None:
         with self.lock:
