@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import time
 import zipfile
 from pathlib import Path
 
@@ -33,6 +34,17 @@ NOTEBOOKS = {
         'if dbutils.widgets.get("x") == "0":\n'
         '    raise ValueError("zero is not a valid input")\n'
         'dbutils.notebook.exit("ok " + dbutils.widgets.get("x"))\n'
+    ),
+    "sleep": "import time\ntime.sleep(120)\n",
+    # fails the first time it runs for a marker file, succeeds after
+    "flaky": (
+        "import os\n"
+        'dbutils.widgets.text("marker", "")\n'
+        'marker = dbutils.widgets.get("marker")\n'
+        "if not os.path.exists(marker):\n"
+        '    open(marker, "w").close()\n'
+        '    raise RuntimeError("first attempt fails on purpose")\n'
+        'dbutils.notebook.exit("retried " + os.path.basename(marker))\n'
     ),
 }
 CONDITION = jobs.ConditionTaskOp
@@ -255,6 +267,44 @@ def test_run_job_task_of_a_missing_job_fails_the_task(client):
     assert "987654321" in run.tasks[0].state.state_message
 
 
+def wait_for(predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cancelling_the_run_cancels_the_job_run_its_run_job_task_started(client):
+    child = client.jobs.create(
+        name="sleeping-child",
+        tasks=[
+            jobs.Task(
+                task_key="sleep",
+                notebook_task=jobs.NotebookTask(notebook_path=f"{FOLDER}/sleep"),
+                new_cluster=small_cluster(),
+            )
+        ],
+    )
+    try:
+        waiter = client.jobs.submit(
+            run_name="cancel-parent",
+            tasks=[jobs.SubmitTask(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=child.job_id))],
+        )
+        runs = wait_for(
+            lambda: list(client.jobs.list_runs(job_id=child.job_id, active_only=True)), "the child run"
+        )
+        client.jobs.cancel_run(waiter.run_id).result()
+        run = client.jobs.get_run(waiter.run_id)
+        assert run.tasks[0].state.result_state == jobs.RunResultState.CANCELED
+        child_run = client.jobs.wait_get_run_job_terminated_or_skipped(runs[0].run_id)
+        assert child_run.state.result_state == jobs.RunResultState.CANCELED
+    finally:
+        client.jobs.delete(child.job_id)
+
+
 # ---------------------------------------------------------------------- for_each_task
 
 
@@ -341,6 +391,50 @@ def test_for_each_specs_are_checked_at_submit(client):
     with pytest.raises(InvalidParameterValue, match="for-each"):
         nested = jobs.Task(task_key="deeper", for_each_task=jobs.ForEachTask(inputs="[1]", task=inner))
         client.jobs.submit(run_name="nested", tasks=[for_each("loop", "[1]", nested)])
+
+
+def test_an_iteration_retries_as_its_nested_task_says(client, tmp_path):
+    inner = inner_notebook("flaky_iteration", "flaky", {"marker": f"{tmp_path}/{{{{input}}}}"})
+    inner.max_retries = 1
+    run = client.jobs.submit(
+        run_name="for-each-retry", tasks=[for_each("loop", '["a", "b"]', inner, 2)]
+    ).result()
+    loop = run.tasks[0]
+    assert loop.state.result_state == jobs.RunResultState.SUCCESS, loop.state.state_message
+    stats = loop.for_each_task.stats.task_run_stats  # the latest attempt of each iteration counts
+    assert (stats.total_iterations, stats.succeeded_iterations, stats.failed_iterations) == (2, 2, 0)
+    iterations = client.jobs.get_run(loop.run_id).iterations
+    assert [it.attempt_number for it in iterations] == [1, 1]
+    assert sorted(output(client, it) for it in iterations) == ["retried a", "retried b"]
+    first = client.jobs.get_run(client.jobs.get_run(iterations[0].run_id).original_attempt_run_id)
+    assert first.state.result_state == jobs.RunResultState.FAILED
+
+
+def test_cancelling_the_run_cancels_the_iterations(client):
+    waiter = client.jobs.submit(
+        run_name="cancel-for-each",
+        tasks=[for_each("loop", "[1, 2, 3]", inner_notebook("sleep", "sleep", {}), 2)],
+    )
+
+    def running_iterations():
+        loop = client.jobs.get_run(waiter.run_id).tasks[0]
+        stats = loop.for_each_task.stats
+        return loop if stats and stats.task_run_stats.active_iterations == 2 else None
+
+    loop = wait_for(running_iterations, "two iterations running")
+    assert loop.for_each_task.stats.task_run_stats.completed_iterations == 0
+    client.jobs.cancel_run(waiter.run_id).result()
+    loop = client.jobs.get_run(waiter.run_id).tasks[0]
+    assert loop.state.result_state == jobs.RunResultState.CANCELED
+    iterations = wait_for(
+        lambda: (
+            (its := client.jobs.get_run(loop.run_id).iterations)
+            and all(it.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED for it in its)
+            and its
+        ),
+        "the iterations to end",
+    )
+    assert {it.state.result_state for it in iterations} == {jobs.RunResultState.CANCELED}
 
 
 # ---------------------------------------------------------------------- python_wheel_task

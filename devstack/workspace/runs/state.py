@@ -636,8 +636,41 @@ class RunsBackend:
         self._mark(task)
         self._next_iterations(task)
 
+    def _iteration_ended(self, it: RunRec) -> None:
+        """An iteration attempt ended: retry it as its nested task's retry policy says (the
+        iteration's latest attempt takes its place), then start the next iterations."""
+        loop = self.runs[it.iteration_of]
+        parent = self.runs[loop.parent_id]
+        if not loop.terminal and not loop.cancel_requested and self._should_retry(parent, it):
+            retry = RunRec(
+                run_id=self.next_id("run"),
+                job_id=it.job_id,
+                run_type=it.run_type,
+                run_name=it.run_name,
+                parent_id=it.parent_id,
+                task_key=it.task_key,
+                attempt_number=it.attempt_number + 1,
+                original_attempt_run_id=it.original_attempt_run_id,
+                start_time=max(now_ms(), it.start_time + 1),
+                life="WAITING_FOR_RETRY",
+                message=f"Waiting to retry after attempt {it.attempt_number} ended {it.result}",
+                spec=it.spec,
+                queue_enabled=it.queue_enabled,
+                iteration_of=loop.run_id,
+                repair_id=it.repair_id,
+            )
+            self.runs[retry.run_id] = retry
+            loop.iterations[loop.iterations.index(it.run_id)] = retry.run_id
+            self._mark(retry)
+            self._mark(loop)
+            rid = retry.run_id
+            self._after(
+                int_or_zero(it.spec.get("min_retry_interval_millis")) / 1000.0, lambda: self._retry_due(rid)
+            )
+        self._next_iterations(loop)
+
     def _next_iterations(self, task: RunRec) -> None:
-        if task.terminal:
+        if task.terminal or task.cancel_requested:
             return
         iterations = [self.runs[i] for i in task.iterations]
         limit = int_or_zero(task.spec["for_each_task"].get("concurrency")) or 1
@@ -956,7 +989,7 @@ class RunsBackend:
         self.cancel_events.pop(task.run_id, None)
         self._mark(task)
         if task.iteration_of is not None:
-            self._next_iterations(self.runs[task.iteration_of])
+            self._iteration_ended(task)
             self._pump()
             return
         parent = self.runs[task.parent_id]
