@@ -191,7 +191,7 @@ class RunsBackend:
                 if timeout > 0:
                     left = max(0.0, parent.start_time / 1000 + timeout - now / 1000)
                     self._after(left, lambda rid=rid, t=timeout: self._timeout_run(rid, t))
-            for task in self._current_tasks(parent):
+            for task in self._resumable_tasks(parent):
                 if task.terminal:
                     continue
                 if task.cancel_requested or task.timed_out or parent.cancel_requested:
@@ -211,9 +211,12 @@ class RunsBackend:
             task.termination_code = "DRIVER_ERROR"
             self._complete(task, "INTERNAL_ERROR", "FAILED", LOST_DRIVER_MESSAGE)
         for task in retrying:
-            previous = self.runs[self.runs[task.parent_id].attempts[task.task_key][-2]]
+            if task.iteration_of is not None:  # made when the attempt before it ended
+                ended = task.start_time
+            else:
+                ended = self.runs[self.runs[task.parent_id].attempts[task.task_key][-2]].end_time or now
             interval = int_or_zero(task.spec.get("min_retry_interval_millis"))
-            due = ((previous.end_time or now) + interval - now) / 1000
+            due = (ended + interval - now) / 1000
             self._after(max(0.0, due), lambda rid=task.run_id: self._retry_due(rid))
         for rid in unfinished:
             self._advance(self.runs[rid])
@@ -230,6 +233,19 @@ class RunsBackend:
                 len(queued_jobs),
             )
         self._pump()
+
+    def _resumable_tasks(self, parent: RunRec) -> list[RunRec]:
+        """The task runs of a job run that carry on after a restart, as any task does: a for-each
+        task's iterations rather than the for-each task, which holds no driver (it ends when they
+        do); never a run-job task, which ends when the job run it started (resumed on its own)
+        ends; a condition task is decided at once and is never in flight."""
+        out: list[RunRec] = []
+        for task in self._current_tasks(parent):
+            if task.iterations:
+                out += [self.runs[i] for i in task.iterations if self.runs[i].life != "BLOCKED"]
+            if task.cancel_requested or (not task.iterations and task.child_run_id is None):
+                out.append(task)
+        return out
 
     def _snapshot(self, run_ids: list[int]) -> list[dict]:
         """Copies of these runs' fields for the journal (copied under the lock in small batches,
