@@ -380,3 +380,24 @@ def test_an_idle_cluster_terminates_after_its_autotermination_minutes(tmp_path):
     finally:
         manager.shutdown()
         store.close()
+
+
+def test_deleting_a_pending_cluster_cancels_its_start(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    ctx.cluster_start_seconds = 600.0  # the VMs take ten minutes to come
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store))
+    try:
+        cluster_id = manager.create({"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}, "me")
+        assert manager.get(cluster_id).state == "PENDING"
+        manager.terminate(cluster_id, "me")  # returns without waiting for the start
+        cluster = manager.get(cluster_id)
+        assert (cluster.state, cluster.termination_reason["code"]) == ("TERMINATED", "USER_REQUEST")
+        assert manager.cluster_starts == 0  # no driver was started
+    finally:
+        manager.shutdown()
+        store.close()

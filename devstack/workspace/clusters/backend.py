@@ -448,6 +448,7 @@ class AllPurposeCluster:
         self.ready = threading.Event()
         self.generation = 0  # bumped by every terminate: a start begun before it gives up
         self.last_activity = time.monotonic()  # a start, a task launched on it, a command
+        self.start_cancelled = threading.Event()  # set by a terminate during a start
 
     def describe(self) -> dict[str, Any]:
         spec = self.spec
@@ -933,10 +934,11 @@ class ClusterManager:
         cluster.state = "PENDING"
         cluster.state_message = "Finding instances for new nodes, acquiring more instances if necessary"
         cluster.ready.clear()
+        generation = cluster.generation
 
         def _run():
             try:
-                self.ensure_running(cluster.cluster_id)
+                self.ensure_running(cluster.cluster_id, expected_generation=generation)
             except ClusterStartCancelled:
                 pass
             except Exception:
@@ -944,7 +946,14 @@ class ClusterManager:
 
         threading.Thread(target=_run, name=f"start-{cluster.cluster_id}", daemon=True).start()
 
-    def ensure_running(self, cluster_id: str, cancelled: threading.Event | None = None, on_started=None):
+    def ensure_running(
+        self,
+        cluster_id: str,
+        cancelled: threading.Event | None = None,
+        on_started=None,
+        *,
+        expected_generation: int | None = None,
+    ):
         """The driver of all-purpose cluster ``cluster_id``, started (TERMINATED -> PENDING -> RUNNING) if needed."""
         cluster = self.get(cluster_id)
         cluster.last_activity = time.monotonic()
@@ -957,6 +966,11 @@ class ClusterManager:
             cluster.state = "PENDING" if cluster.state != "RESTARTING" else "RESTARTING"
             cluster.state_message = "Starting Spark driver"
             cluster.ready.clear()
+            if cancelled is None:  # a start of its own: clusters/delete cancels it
+                cancelled = cluster.start_cancelled
+                if expected_generation is not None and expected_generation != cluster.generation:
+                    cluster.state = "TERMINATED"  # deleted before this start began
+                    raise ClusterStartCancelled(cluster_id)
             try:
                 driver = self.launch_driver(cluster_id, cluster.spec, cancelled, on_started)
             except BaseException as exc:
@@ -1004,10 +1018,13 @@ class ClusterManager:
     ) -> None:
         """clusters/delete: TERMINATING, the driver killed, TERMINATED (the spec stays)."""
         cluster = self.get(cluster_id)
+        if cluster.state == "TERMINATED" and cluster.driver is None:
+            return
         cluster.generation += 1
+        # A start under way gives up instead of finishing first; later starts get a fresh event.
+        begun, cluster.start_cancelled = cluster.start_cancelled, threading.Event()
+        begun.set()
         with cluster.lock:
-            if cluster.state == "TERMINATED" and cluster.driver is None:
-                return
             reason = reason or {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {"username": user}}
             cluster.state = "TERMINATING"
             cluster.termination_reason = reason
@@ -1030,12 +1047,13 @@ class ClusterManager:
             cluster.state = "RESTARTING"
             cluster.state_message = "Restarting Spark driver"
             cluster.ready.clear()
+            generation = cluster.generation
         if driver is not None:
             self.kill_driver(driver)
 
         def _run():
             try:
-                self.ensure_running(cluster_id)
+                self.ensure_running(cluster_id, expected_generation=generation)
             except Exception:
                 log.info("cluster %s failed to restart", cluster_id, exc_info=True)
 
