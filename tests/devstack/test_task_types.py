@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 import time
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service import jobs
+from databricks.sdk.service.catalog import VolumeType
 from databricks.sdk.service.compute import Library
 from databricks.sdk.service.workspace import ImportFormat, Language
 
@@ -362,6 +364,21 @@ def test_for_each_over_a_task_value_with_fields(client):
     assert [output(client, it) for it in iterations] == ["west:1", "east:2"]
 
 
+def test_for_each_over_a_condition_task(client):
+    inner = jobs.Task(
+        task_key="is_big",
+        condition_task=jobs.ConditionTask(left="{{input}}", op=CONDITION.GREATER_THAN, right="10"),
+    )
+    run = client.jobs.submit(
+        run_name="for-each-condition", tasks=[for_each("loop", "[5, 50, 500]", inner, 2)]
+    ).result()
+    loop = run.tasks[0]
+    assert loop.state.result_state == jobs.RunResultState.SUCCESS, loop.state.state_message
+    iterations = client.jobs.get_run(loop.run_id).iterations
+    assert [it.condition_task.outcome for it in iterations] == ["false", "true", "true"]
+    assert all(it.cluster_instance is None for it in iterations)
+
+
 def test_a_failing_iteration_fails_the_for_each_task(client):
     run = client.jobs.submit(
         run_name="for-each-failure",
@@ -496,6 +513,20 @@ def test_python_wheel_task_runs_the_entry_point_with_its_parameters(client, whee
     iso = datetime.datetime.fromtimestamp(run.start_time / 1000, tz=datetime.UTC).strftime("%Y-%m-%d")
     assert f"wheel args: --date {iso}" in out.logs  # wheel tasks have stdout logs
     assert out.notebook_output is None
+
+
+def test_python_wheel_from_a_volume(client, tmp_path):
+    client.catalogs.create("wheels")
+    client.schemas.create("jobs", "wheels")
+    client.volumes.create("wheels", "jobs", "dist", VolumeType.MANAGED)
+    wheel = make_entry_point_wheel(tmp_path)
+    path = f"/Volumes/wheels/jobs/dist/{wheel.name}"
+    client.files.upload(path, io.BytesIO(wheel.read_bytes()), overwrite=True)
+    run = client.jobs.submit(
+        run_name="wheel-volume", tasks=[wheel_task(path, parameters=["from-volume"])]
+    ).result()
+    assert run.tasks[0].state.result_state == jobs.RunResultState.SUCCESS, run.tasks[0].state.state_message
+    assert "wheel args: from-volume" in client.jobs.get_run_output(run.tasks[0].run_id).logs
 
 
 def test_python_wheel_named_parameters(client, wheel_path):

@@ -301,6 +301,8 @@ def reference_values(
         "job.run_id": str(parent.run_id),
         "job.name": parent.run_name,
         "job.repair_count": str(len(parent.repairs)),
+        # The documented values: periodic, onetime, run_job_task, file_arrival, continuous, table
+        # (dynamic value references page); runs here start on demand or from a run-job task.
         "job.trigger.type": parent.overrides.get("trigger_type") or "onetime",
         "task.name": task.task_key or "",
         "task.run_id": str(task.run_id),

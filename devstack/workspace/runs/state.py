@@ -695,7 +695,7 @@ class RunsBackend:
             if active >= limit:
                 break
             if it.life == "BLOCKED":
-                self._make_ready(it)
+                self._start(it)  # a nested condition or run-job task acts at once
                 active += 1
         if all(it.terminal for it in iterations):
             failed = [it for it in iterations if it.result not in SUCCESS_RESULTS]
