@@ -427,6 +427,22 @@ def test_an_iteration_retries_as_its_nested_task_says(client, tmp_path):
     assert first.state.result_state == jobs.RunResultState.FAILED
 
 
+def test_a_for_each_task_that_times_out_cancels_its_iterations(client):
+    task = for_each("loop", "[1, 2]", inner_notebook("sleep", "sleep", {}), 2, timeout_seconds=3)
+    run = client.jobs.submit(run_name="for-each-timeout", tasks=[task]).result()
+    loop = run.tasks[0]
+    assert loop.state.result_state == jobs.RunResultState.TIMEDOUT
+    iterations = wait_for(
+        lambda: (
+            (its := client.jobs.get_run(loop.run_id).iterations)
+            and all(it.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED for it in its)
+            and its
+        ),
+        "the iterations to end",
+    )
+    assert {it.state.result_state for it in iterations} == {jobs.RunResultState.CANCELED}
+
+
 def test_cancelling_the_run_cancels_the_iterations(client):
     waiter = client.jobs.submit(
         run_name="cancel-for-each",

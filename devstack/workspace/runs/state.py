@@ -513,9 +513,15 @@ class RunsBackend:
         )
 
     def _began(self, task: RunRec) -> None:
+        """A control-flow task starts: no cluster to wait for; its timeout_seconds counts from now
+        (a for-each or run-job task that runs out of time cancels what it started)."""
         task.launch_time = task.exec_start = now_ms()
         task.life, task.message = "RUNNING", "In run"
         self._mark(task)
+        timeout = int_or_zero(task.spec.get("timeout_seconds"))
+        if timeout > 0:
+            rid = task.run_id
+            self._after(timeout, lambda: self._timeout_task(rid, timeout))
 
     def _run_condition(self, task: RunRec) -> None:
         """A condition task: compares its operands (references resolved) without any compute.
