@@ -53,6 +53,20 @@ def test_runs_submit_refuses_a_node_type_azure_does_not_have(client):
     assert len(list(client.jobs.list_runs())) == before  # no run was created
 
 
+def test_a_single_user_job_cluster_needs_no_user_name(client):
+    # The job's run-as identity is the cluster's user (clusters/create asks for single_user_name).
+    from databricks.sdk.service.compute import DataSecurityMode
+
+    spec = ClusterSpec(
+        spark_version="15.4.x-cpu-ml-scala2.12",
+        node_type_id="Standard_DS3_v2",
+        num_workers=2,
+        data_security_mode=DataSecurityMode.SINGLE_USER,
+    )
+    run = client.jobs.submit_and_wait(run_name="single-user", tasks=[_task(spec)])
+    assert run.state.result_state == RunResultState.SUCCESS
+
+
 def test_the_cluster_of_a_for_each_task_is_checked_too(client):
     from databricks.sdk.service.jobs import ForEachTask
 

@@ -590,10 +590,12 @@ class ClusterManager:
     def _policy_lookup(self, policy_id: str) -> dict[str, Any] | None:
         return self.policies.find(policy_id) if self.policies is not None else None
 
-    def check_spec(self, spec: dict[str, Any], where: str = "") -> dict[str, Any]:
+    def check_spec(
+        self, spec: dict[str, Any], where: str = "", *, job_cluster: bool = False
+    ) -> dict[str, Any]:
         """:func:`compute.check_cluster_spec` with this workspace's pools and policies."""
         return compute.check_cluster_spec(
-            spec, where=where, pool=self._pool_lookup, policy=self._policy_lookup
+            spec, where=where, pool=self._pool_lookup, policy=self._policy_lookup, job_cluster=job_cluster
         )
 
     def check_job_compute(self, settings: dict[str, Any]) -> None:
@@ -652,7 +654,8 @@ class ClusterManager:
 
         spec = spec or {}
         if cluster_id not in self.clusters and (spec.get("policy_id") or spec.get("instance_pool_id")):
-            spec = self.check_spec(spec)  # a job cluster gets its policy's values and its pool's node type
+            # A job cluster gets its policy's values and its pool's node type.
+            spec = self.check_spec(spec, job_cluster=True)
         leases, warm_share = self._take_pool_instances(spec)
         handed_over = False
         try:

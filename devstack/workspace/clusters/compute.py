@@ -114,6 +114,7 @@ def check_cluster_spec(
     where: str = "",
     pool: PoolLookup | None = None,
     policy: PolicyLookup | None = None,
+    job_cluster: bool = False,
 ) -> dict[str, Any]:
     """Check one cluster spec and return it with its policy's fixed (and default) values applied.
 
@@ -121,6 +122,8 @@ def check_cluster_spec(
     :param where: the field path to name in errors (``tasks[0].new_cluster``); "" for clusters/create.
     :param pool: finds an instance pool by id (None: every pool id is unknown).
     :param policy: finds a cluster policy by id (None: every policy id is unknown).
+    :param job_cluster: a job's cluster: a SINGLE_USER one without ``single_user_name`` is
+        assigned to the job's run-as identity, as Databricks does, instead of being refused.
     :raises ApiError: 400 INVALID_PARAMETER_VALUE naming the field, as Databricks answers.
     """
     if not isinstance(spec, dict):
@@ -179,7 +182,7 @@ def check_cluster_spec(
             )
 
     _check_size(spec, where)
-    _check_security_mode(spec, where)
+    _check_security_mode(spec, where, job_cluster)
     minutes = spec.get("autotermination_minutes")
     if minutes is not None:
         low, high = AUTOTERMINATION_RANGE
@@ -221,7 +224,7 @@ def _check_size(spec: dict[str, Any], where: str) -> None:
         )
 
 
-def _check_security_mode(spec: dict[str, Any], where: str) -> None:
+def _check_security_mode(spec: dict[str, Any], where: str, job_cluster: bool) -> None:
     mode = spec.get("data_security_mode")
     if mode is None:
         return
@@ -230,9 +233,8 @@ def _check_security_mode(spec: dict[str, Any], where: str) -> None:
             f"Invalid value for field {_field(where, 'data_security_mode')}: {mode!r}; expected one of "
             f"{', '.join(DATA_SECURITY_MODES)}"
         )
-    if mode in ("SINGLE_USER", "LEGACY_SINGLE_USER", "LEGACY_SINGLE_USER_STANDARD") and not spec.get(
-        "single_user_name"
-    ):
+    single = mode in ("SINGLE_USER", "LEGACY_SINGLE_USER", "LEGACY_SINGLE_USER_STANDARD")
+    if single and not job_cluster and not spec.get("single_user_name"):
         raise invalid(
             f"Missing required field: {_field(where, 'single_user_name')} (data_security_mode {mode} "
             "needs the user or group the cluster is assigned to)"
@@ -287,18 +289,30 @@ def check_job_compute(
     for i, cluster in enumerate(settings.get("job_clusters") or []):
         if isinstance(cluster, dict) and "new_cluster" in cluster:
             check_cluster_spec(
-                cluster["new_cluster"], where=f"job_clusters[{i}].new_cluster", pool=pool, policy=policy
+                cluster["new_cluster"],
+                where=f"job_clusters[{i}].new_cluster",
+                pool=pool,
+                policy=policy,
+                job_cluster=True,
             )
     for i, task in enumerate(settings.get("tasks") or []):
         if isinstance(task, dict) and task.get("new_cluster") is not None:
-            check_cluster_spec(task["new_cluster"], where=f"tasks[{i}].new_cluster", pool=pool, policy=policy)
+            check_cluster_spec(
+                task["new_cluster"],
+                where=f"tasks[{i}].new_cluster",
+                pool=pool,
+                policy=policy,
+                job_cluster=True,
+            )
         loop = task.get("for_each_task") if isinstance(task, dict) else None
         nested = loop.get("task") if isinstance(loop, dict) else None
         if isinstance(nested, dict) and nested.get("new_cluster") is not None:
             where = f"tasks[{i}].for_each_task.task.new_cluster"
-            check_cluster_spec(nested["new_cluster"], where=where, pool=pool, policy=policy)
+            check_cluster_spec(nested["new_cluster"], where=where, pool=pool, policy=policy, job_cluster=True)
     if settings.get("new_cluster") is not None:
-        check_cluster_spec(settings["new_cluster"], where="new_cluster", pool=pool, policy=policy)
+        check_cluster_spec(
+            settings["new_cluster"], where="new_cluster", pool=pool, policy=policy, job_cluster=True
+        )
 
 
 # ---------------------------------------------------------------------- cluster policies
