@@ -427,6 +427,20 @@ def test_an_iteration_retries_as_its_nested_task_says(client, tmp_path):
     assert first.state.result_state == jobs.RunResultState.FAILED
 
 
+def test_repair_reruns_a_failed_for_each_task_with_fresh_iterations(client, tmp_path):
+    inner = inner_notebook("flaky_once", "flaky", {"marker": f"{tmp_path}/{{{{input}}}}"})
+    waiter = client.jobs.submit(run_name="for-each-repair", tasks=[for_each("loop", '["x", "y"]', inner, 2)])
+    run = waiter.result()
+    assert run.tasks[0].for_each_task.stats.task_run_stats.failed_iterations == 2
+    client.jobs.repair_run(run.run_id, rerun_all_failed_tasks=True).result()
+    repaired = client.jobs.get_run(run.run_id)
+    assert repaired.state.result_state == jobs.RunResultState.SUCCESS
+    latest = repaired.tasks[-1]
+    assert latest.run_id != run.tasks[0].run_id
+    iterations = client.jobs.get_run(latest.run_id).iterations
+    assert sorted(output(client, it) for it in iterations) == ["retried x", "retried y"]
+
+
 def test_a_for_each_task_that_times_out_cancels_its_iterations(client):
     task = for_each("loop", "[1, 2]", inner_notebook("sleep", "sleep", {}), 2, timeout_seconds=3)
     run = client.jobs.submit(run_name="for-each-timeout", tasks=[task]).result()
