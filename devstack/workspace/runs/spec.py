@@ -292,7 +292,6 @@ def reference_values(
     tasks: dict[str, RunRec] | None = None,
     workspace: tuple[str, str] = ("0", ""),
     task_value: Any = None,
-    input_value: Any = None,
 ) -> References:
     """The references a task run can use: its job run, itself, the run's other tasks, the workspace."""
     trigger_time = parent.start_time
@@ -331,12 +330,20 @@ def reference_values(
         refs[f"tasks.{key}.error_code"] = _error_code(rec)
         refs[f"tasks.{key}.execution_count"] = str(rec.attempt_number + 1)
         refs[f"tasks.{key}.notebook_path"] = (rec.spec.get("notebook_task") or {}).get("notebook_path", "")
-    if input_value is not None:
-        refs["input"] = input_value if isinstance(input_value, str) else json.dumps(input_value)
-        if isinstance(input_value, dict):
-            for k, v in input_value.items():
-                refs[f"input.{k}"] = v if isinstance(v, str) else json.dumps(v)
     return References(refs, task_value)
+
+
+def input_references(item: Any) -> References:
+    """{{input}} (and {{input.<field>}} of an object) of one for-each iteration: text as it is,
+    other JSON values as JSON."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    refs = {"input": text(item)}
+    if isinstance(item, dict):
+        refs.update({f"input.{k}": text(v) for k, v in item.items()})
+    return References(refs)
 
 
 def _error_code(rec: RunRec) -> str:

@@ -32,6 +32,7 @@ from devstack.workspace.runs.spec import (
     SUCCESS_RESULTS,
     References,
     downstream_of,
+    input_references,
     int_or_zero,
     normalize_tasks,
     reference_values,
@@ -500,7 +501,7 @@ class RunsBackend:
         else:
             self._make_ready(task)
 
-    def references(self, parent: RunRec, task: RunRec, input_value: Any = None) -> References:
+    def references(self, parent: RunRec, task: RunRec) -> References:
         """The dynamic value references ``task`` resolves (under the lock)."""
         tasks = {key: t for key in parent.task_order if (t := self._current(parent, key)) is not None}
         return reference_values(
@@ -509,7 +510,6 @@ class RunsBackend:
             tasks=tasks,
             workspace=self.workspace(),
             task_value=lambda key, name: self.journal.task_value(parent.run_id, key, name),
-            input_value=input_value,
         )
 
     def _began(self, task: RunRec) -> None:
@@ -633,9 +633,7 @@ class RunsBackend:
         task.iterations = []
         nested = body["task"]
         for item in items:
-            refs = reference_values(parent, task, input_value=item)
-            only_input = References({k: v for k, v in refs.values.items() if k.split(".")[0] == "input"})
-            spec = substitute_all(copy.deepcopy(nested), only_input)
+            spec = substitute_all(copy.deepcopy(nested), input_references(item))
             rec = RunRec(
                 run_id=self.next_id("run"),
                 job_id=parent.job_id,
