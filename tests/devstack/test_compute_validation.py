@@ -58,6 +58,7 @@ def client(service) -> WorkspaceClient:
             "max_workers (2) must be at least 1 and at least min_workers (4)",
         ),
         ({"spark_version": LTS, "node_type_id": NODE, "num_workers": -1}, "num_workers"),
+        ({"spark_version": LTS, "node_type_id": NODE, "num_workers": "two"}, "num_workers"),
         (
             {"spark_version": LTS, "node_type_id": NODE, "data_security_mode": "SINGLE_USER"},
             "Missing required field: single_user_name",

@@ -202,20 +202,34 @@ def check_cluster_spec(
     return spec
 
 
+def _count(value: Any) -> int | None:
+    """A worker count as Databricks reads it: an integer, or a string of one (the provider's
+    operators send every number of a run spec as a string, and the API's JSON parsing takes
+    "1" for an integer field as proto3 JSON does); None for anything else, negatives included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 def _check_size(spec: dict[str, Any], where: str) -> None:
     autoscale = spec.get("autoscale")
     workers = spec.get("num_workers")
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+    if workers is not None and _count(workers) is None:
         raise invalid(f"Invalid value for field {_field(where, 'num_workers')}: {workers!r}; expected >= 0")
     if autoscale is None:
         return
     if not isinstance(autoscale, dict):
         raise invalid(f"Invalid value for field {_field(where, 'autoscale')}: expected an object")
-    low, high = autoscale.get("min_workers"), autoscale.get("max_workers")
+    low, high = _count(autoscale.get("min_workers")), _count(autoscale.get("max_workers"))
     for name, value in (("min_workers", low), ("max_workers", high)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if value is None:
             raise invalid(
-                f"Invalid value for field {_field(where, 'autoscale.' + name)}: {value!r}; expected an integer >= 0"
+                f"Invalid value for field {_field(where, 'autoscale.' + name)}: "
+                f"{autoscale.get(name)!r}; expected an integer >= 0"
             )
     if high < 1 or high < low:
         raise invalid(
