@@ -1,4 +1,5 @@
-"""Settings and shared services of one emulated workspace, handed to every API module."""
+"""The settings of one emulated workspace, and its store: what
+:class:`~devstack.workspace.app.Workspace` builds the services from."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class WorkspaceContext:
     fault_rate: float = 0.0
     # All-purpose clusters the workspace offers (clusters/get, list, start; existing_cluster_id).
     clusters: list[dict[str, Any]] = field(default_factory=list)
-    # Services that API modules publish for each other (e.g. "runs" -> the run manager).
+    # A name -> object lookup that the Workspace's explicit wiring replaces; what still uses it:
+    # the HTTP server's request timings and clusters.run_token(ctx).
     services: dict[str, Any] = field(default_factory=dict)
     # Called in reverse order when the workspace stops (stop drivers, close the store, ...).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
