@@ -5,6 +5,7 @@ route table the HTTP server dispatches on."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from devstack.workspace.clusters import RUN_TOKEN_TTL_SECONDS, ClusterManager, ClusterPolicies, InstancePools
 from devstack.workspace.commands.backend import CommandsBackend
@@ -40,6 +41,9 @@ class Workspace:
     def __init__(self, ctx: WorkspaceContext):
         self.ctx = ctx
         self.store = ctx.store
+        # The server's handling time of recent calls, (path, milliseconds): the stats endpoint
+        # and the workspace_load benchmark read it.
+        self.http_timings: deque[tuple[str, float]] = deque(maxlen=20_000)
         # Backends, in dependency order.
         # The workspace tree (notebooks, files, folders; Git folders in it) and secret scopes.
         self.workspace_tree = WorkspaceTree(self.store, ctx.data_dir)
@@ -129,10 +133,6 @@ class Workspace:
         except ApiError:
             return None
         return value.decode("utf-8", errors="replace")
-
-    def http_timings(self):
-        """The server's recent (path, milliseconds) handling times (the stats endpoint reads them)."""
-        return self.ctx.services.get("http_timings") or ()  # until the server hands them to the Workspace
 
     def close(self) -> None:
         """Stop the services in reverse order of their start, then close the store."""

@@ -26,9 +26,6 @@ class WorkspaceContext:
     fault_rate: float = 0.0
     # All-purpose clusters the workspace offers (clusters/get, list, start; existing_cluster_id).
     clusters: list[dict[str, Any]] = field(default_factory=list)
-    # A name -> object lookup that the Workspace's explicit wiring replaces; what still uses it:
-    # the HTTP server's request timings and clusters.run_token(ctx).
-    services: dict[str, Any] = field(default_factory=dict)
     # Called in reverse order when the workspace stops (stop drivers, close the store, ...).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     # Where browsers reach the workspace when that differs from host:port (a container's

@@ -3,14 +3,10 @@
 Each row is a :class:`Route`: an HTTP method, the API versions it answers under (``/api/<v>/``;
 ``""`` for paths outside ``/api``), a path (``{name}`` segments are path parameters, ``{name:path}``
 takes the rest of the path), and the handler, a method of a service's ``*Api`` class.
-
-Services not yet moved to the per-service layout still add their routes themselves through
-``register(router, ctx)``; :data:`SELF_REGISTERING` lists them, in the order they must run.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,10 +42,6 @@ class Route:
     versions: tuple[str, ...] | str
     path: str
     handler: Handler
-
-
-# Modules under devstack.workspace that still expose ``register(router, ctx)``.
-SELF_REGISTERING: tuple[str, ...] = ()
 
 
 def route_table(ws: Workspace) -> list[Route]:
@@ -316,7 +308,7 @@ def _compute(ws: Workspace) -> list[Route]:
 def _jobs_and_runs(ws: Workspace) -> list[Route]:
     jobs = JobsApi(ws.jobs, ws.runs)
     runs = RunsApi(ws.runs, ws.jobs, ws.ctx)
-    internal = RunsInternalApi(ws.runs, ws.run_journal, ws.http_timings)
+    internal = RunsInternalApi(ws.runs, ws.run_journal, lambda: ws.http_timings)
     page = RunPage(ws.runs, ws.ctx)
     v = ("2.0", "2.1", "2.2")
     return [
@@ -353,8 +345,6 @@ def _jobs_and_runs(ws: Workspace) -> list[Route]:
 
 def build_router(ws: Workspace) -> Router:
     router = Router()
-    for name in SELF_REGISTERING:
-        importlib.import_module(f"devstack.workspace.{name}").register(router, ws.ctx)
     for route in route_table(ws):
         router.add(route.method, route.versions, route.path, route.handler)
     return router

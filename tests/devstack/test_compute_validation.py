@@ -266,7 +266,7 @@ def test_idle_pool_instances_shorten_the_modelled_start(tmp_path):
     ctx = WorkspaceContext(name="t", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=store)
     ctx.cluster_start_seconds = 10.0
     pools = InstancePools(store)
-    manager = ClusterManager(ctx, pools, ClusterPolicies(store))
+    manager = ClusterManager(ctx, pools, ClusterPolicies(store), run_token=lambda: "run-token")
     pool_id = pools.create({"instance_pool_name": "p", "node_type_id": NODE, "min_idle_instances": 2})
     spec = {"spark_version": LTS, "instance_pool_id": pool_id, "num_workers": 1}
     leases, warm = manager._take_pool_instances(spec)  # both nodes idle: already up
@@ -364,7 +364,7 @@ def test_an_idle_cluster_terminates_after_its_autotermination_minutes(tmp_path):
 
     store = Store(tmp_path / "ws.db")
     ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
-    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store))
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store), run_token=lambda: "run-token")
     try:
         spec = {"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}
         idle = manager.create({**spec, "cluster_name": "idle", "autotermination_minutes": 10}, "me")
@@ -391,7 +391,7 @@ def test_deleting_a_pending_cluster_cancels_its_start(tmp_path):
     store = Store(tmp_path / "ws.db")
     ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
     ctx.cluster_start_seconds = 600.0  # the VMs take ten minutes to come
-    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store))
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store), run_token=lambda: "run-token")
     try:
         cluster_id = manager.create({"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}, "me")
         assert manager.get(cluster_id).state == "PENDING"

@@ -363,8 +363,8 @@ def test_notebooks_reach_their_workspace_at_its_own_address_behind_a_published_p
         store=Store(tmp_path / "ws.db"),
         public_url="http://127.0.0.1:8001",
     )
-    env = databricks_runtime_env(ctx)
-    assert env["DATABRICKS_HOST"] == "http://127.0.0.1:8000"
+    env = databricks_runtime_env(ctx, "run-token")
+    assert (env["DATABRICKS_HOST"], env["DATABRICKS_TOKEN"]) == ("http://127.0.0.1:8000", "run-token")
     assert (env["MLFLOW_TRACKING_URI"], env["MLFLOW_REGISTRY_URI"]) == ("databricks", "databricks-uc")
     ctx.store.close()
 

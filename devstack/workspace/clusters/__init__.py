@@ -1,7 +1,7 @@
 """Compute: all-purpose and job clusters, instance pools, cluster policies (backend, api, compute rules).
 
 Other services import what they need from here: the :class:`ClusterManager` (drivers, cluster
-starts), :func:`run_token`, :func:`driver_url`, :func:`databricks_runtime_env`,
+starts), :func:`driver_url`, :func:`databricks_runtime_env`,
 :func:`new_cluster_id`, :class:`ClusterStartCancelled` / :class:`ClusterStartError`, and
 :func:`check_job_compute` for job specs.
 """
@@ -21,7 +21,6 @@ from devstack.workspace.clusters.backend import (
     driver_url,
     new_cluster_id,
     now_ms,
-    run_token,
 )
 from devstack.workspace.clusters.compute import check_cluster_spec, check_job_compute
 
@@ -42,5 +41,4 @@ __all__ = [
     "driver_url",
     "new_cluster_id",
     "now_ms",
-    "run_token",
 ]

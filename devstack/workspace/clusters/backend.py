@@ -60,19 +60,6 @@ CREATE TABLE IF NOT EXISTS compute_objects (
 """
 
 
-def run_token(ctx: WorkspaceContext) -> str:
-    """A short-lived token of the workspace's admin (who submits the runs here), never its PAT.
-
-    For callers without the workspace's identities at hand; the workspace itself hands
-    :class:`ClusterManager` an issuer of these tokens (``run_token=``).
-    """
-    iam = ctx.services.get("iam")
-    return iam.issue_token(iam.admin, RUN_TOKEN_TTL_SECONDS) if iam is not None else ctx.token
-
-
-_admin_run_token = run_token  # ClusterManager's run_token parameter shadows the name
-
-
 def driver_url(ctx: WorkspaceContext) -> str:
     """Where drivers reach their workspace: they run beside it, so its own address, not the
     --public-url browsers use (a container's published port does not exist inside it)."""
@@ -80,19 +67,19 @@ def driver_url(ctx: WorkspaceContext) -> str:
     return f"http://{host}:{ctx.port}"
 
 
-def databricks_runtime_env(ctx: WorkspaceContext, token: str | None = None) -> dict[str, str]:
+def databricks_runtime_env(ctx: WorkspaceContext, token: str) -> dict[str, str]:
     """MLflow and credentials as a Databricks runtime sets them up for notebooks.
 
     MLflow talks to this workspace (tracking URI ``databricks``, registry ``databricks-uc``),
     never past it to the devstack's MLflow server; databricks-sdk and MLflow find the workspace
     and a token in ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``. Each task run then gets its own
-    token in its environment overlay (:func:`run_token`), as Databricks gives each run one.
+    token in its environment overlay, as Databricks gives each run one.
     """
     return {
         "MLFLOW_TRACKING_URI": "databricks",
         "MLFLOW_REGISTRY_URI": "databricks-uc",
         "DATABRICKS_HOST": driver_url(ctx),
-        "DATABRICKS_TOKEN": token or run_token(ctx),
+        "DATABRICKS_TOKEN": token,
     }
 
 
@@ -499,8 +486,8 @@ class ClusterManager:
     :param libraries: the clusters' Python environments and libraries
         (:class:`~devstack.workspace.libraries.backend.LibrariesBackend`); None: drivers run on
         the workspace's own interpreter.
-    :param run_token: issues a short-lived token for a driver or an init script (by default
-        :func:`run_token`).
+    :param run_token: issues a short-lived token for a driver or an init script (the workspace's
+        identities issue them; never the workspace's PAT).
     """
 
     def __init__(
@@ -509,14 +496,15 @@ class ClusterManager:
         pools: InstancePools | None = None,
         policies: ClusterPolicies | None = None,
         libraries: Any = None,
-        run_token: Callable[[], str] | None = None,
+        *,
+        run_token: Callable[[], str],
     ):
         self.ctx = ctx
         self.pools = pools
         self.policies = policies
         self.libraries = libraries
         # Short-lived tokens for drivers and init scripts (the workspace's identities issue them).
-        self.issue_run_token: Callable[[], str] = run_token or (lambda: _admin_run_token(ctx))
+        self.issue_run_token: Callable[[], str] = run_token
         self._objects = _Objects(getattr(ctx, "store", None), "cluster")
         specs = ctx.clusters or [DEFAULT_CLUSTER]
         self.clusters: dict[str, AllPurposeCluster] = {}

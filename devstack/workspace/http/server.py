@@ -236,14 +236,12 @@ class WorkspaceHTTPServer(tls.OptionalTLSServerMixin, ThreadedWSGIServer):
 def serve(workspace: Workspace) -> WorkspaceHTTPServer:
     """Bind the server for an assembled workspace (not yet serving)."""
     ctx = workspace.ctx
-    timings: deque[tuple[str, float]] = deque(maxlen=20_000)
-    ctx.services["http_timings"] = timings  # read by the stats endpoint (Workspace.http_timings)
     app = WorkspaceApp(
         workspace.router,
         authenticate=Authenticator(workspace.iam),
         faults=FaultInjector(ctx.fault_rate),
         org_id=ctx.workspace_id,
-        timings=timings,
+        timings=workspace.http_timings,
     )
     ssl_context = tls.server_context(ctx.tls_cert, ctx.tls_key) if ctx.tls_cert else None
     server = WorkspaceHTTPServer(ctx.host, ctx.port, app, ssl_context)
