@@ -113,6 +113,8 @@ def test_a_library_that_cannot_be_installed_fails_the_run_with_the_install_messa
     assert task.state.state_message.startswith("Library installation failed for library due to user error")
     assert "devstack-no-such-package-q7" in task.state.state_message
     assert "ERROR_NO_MATCHING_DISTRIBUTION" in task.state.state_message
+    assert task.status.termination_details.code == jobs.TerminationCodeCode.LIBRARY_INSTALLATION_ERROR
+    assert task.status.termination_details.type == jobs.TerminationTypeType.CLIENT_ERROR
     assert run.state.result_state == jobs.RunResultState.FAILED
 
 

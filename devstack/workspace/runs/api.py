@@ -36,6 +36,10 @@ _TERMINATION = {
     "CANCELED": ("USER_CANCELED", "SUCCESS"),
     "UPSTREAM_CANCELED": ("SKIPPED", "SUCCESS"),
 }
+# Codes a task gets for a reason its result does not tell, with their termination type.
+# LIBRARY_INSTALLATION_ERROR is a client error: "The run failed while installing the
+# user-requested library" (TerminationCodeCode, Jobs API reference).
+_TERMINATION_TYPE = {"DRIVER_ERROR": "INTERNAL_ERROR", "LIBRARY_INSTALLATION_ERROR": "CLIENT_ERROR"}
 
 
 def run_page_url(base_url: str, rec: RunRec) -> str:
@@ -59,8 +63,8 @@ def _state(rec: RunRec) -> dict[str, Any]:
 
 def _status(rec: RunRec, max_parallel: int) -> dict[str, Any]:
     if rec.life in TERMINAL:
-        if rec.termination_code:  # DRIVER_ERROR: the task's driver was lost
-            code, kind = rec.termination_code, "INTERNAL_ERROR"
+        if rec.termination_code:  # DRIVER_ERROR (the driver was lost), LIBRARY_INSTALLATION_ERROR
+            code, kind = rec.termination_code, _TERMINATION_TYPE.get(rec.termination_code, "INTERNAL_ERROR")
         elif rec.life == "INTERNAL_ERROR":
             code, kind = "INTERNAL_ERROR", "INTERNAL_ERROR"
         elif rec.life == "SKIPPED":

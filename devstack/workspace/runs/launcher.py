@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 class TaskSetupError(Exception):
     """The task cannot start (bad source, failed checkout); the message says why.
 
-    ``life`` is the life cycle state the task ends in: a library that fails to install ends it
-    INTERNAL_ERROR, as on Databricks.
+    ``life`` is the life cycle state the task ends in, and ``code`` its termination code when the
+    result does not imply it: a library that fails to install ends it INTERNAL_ERROR with
+    LIBRARY_INSTALLATION_ERROR, as on Databricks.
     """
 
-    def __init__(self, message: str, life: str = "TERMINATED"):
+    def __init__(self, message: str, life: str = "TERMINATED", code: str | None = None):
         super().__init__(message)
         self.life = life
+        self.code = code
 
 
 class _JobCluster:
@@ -153,7 +155,9 @@ class Launcher:
         try:
             self.libraries.install_for_task(cluster_id, task_spec.get("libraries"))
         except LibraryInstallError as exc:
-            raise TaskSetupError(exc.message, life="INTERNAL_ERROR") from None
+            raise TaskSetupError(
+                exc.message, life="INTERNAL_ERROR", code="LIBRARY_INSTALLATION_ERROR"
+            ) from None
 
     # ------------------------------------------------------------------ payloads
 

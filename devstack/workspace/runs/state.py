@@ -107,7 +107,8 @@ class RunRec:
     triggered_by: int | None = None  # job run started by a run-job task: that task run
     iterations: list = dataclasses.field(default_factory=list)  # for-each task: its iteration runs
     iteration_of: int | None = None  # an iteration: its for-each task run
-    termination_code: str | None = None  # a code the result does not imply (DRIVER_ERROR)
+    # A termination code the result does not imply (DRIVER_ERROR, LIBRARY_INSTALLATION_ERROR).
+    termination_code: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -911,6 +912,8 @@ class RunsBackend:
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             life = exc.life if isinstance(exc, TaskSetupError) else "TERMINATED"
             with self.lock:
+                if isinstance(exc, TaskSetupError) and exc.code:
+                    task.termination_code = exc.code
                 self._complete(task, life, "FAILED", message)
             if exclusive:
                 self.launcher.kill_async(driver)
