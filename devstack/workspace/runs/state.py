@@ -6,6 +6,11 @@ the background, so ``runs/get`` never waits on the database or on a driver. All 
 happen under one lock, and nothing slow (driver start, git checkout, killing a process) ever
 runs while holding it: those happen on short-lived launcher threads
 (:mod:`devstack.workspace.runs.launcher`), which report back through :meth:`RunsBackend._on_done`.
+
+Two parts of the backend live in modules of their own and act on it as delegates:
+:mod:`devstack.workspace.runs.control_flow` (the condition, Run Job and for-each task types, which
+hold no driver) and :mod:`devstack.workspace.runs.recovery` (loading and resuming runs after a
+restart). Dynamic value references stay here: every task type resolves them, and so does a launch.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import dataclasses
 import functools
 import heapq
 import itertools
-import json
 import logging
 import threading
 import time
@@ -32,14 +36,11 @@ from devstack.workspace.runs.spec import (
     SUCCESS_RESULTS,
     References,
     downstream_of,
-    input_references,
     int_or_zero,
     normalize_tasks,
     reference_values,
     resolve_job_parameters,
     run_if_verdict,
-    substitute,
-    substitute_all,
     task_kind,
 )
 
@@ -152,102 +153,21 @@ class RunsBackend:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._timer_cond = threading.Condition(self.lock)
+        # The task types that hold no driver, and recovery after a restart, live in their own
+        # modules and act on this backend; imported here because they build on this module's RunRec.
+        from devstack.workspace.runs.control_flow import ControlFlow
+        from devstack.workspace.runs.recovery import Recovery
+
+        self.control_flow = ControlFlow(self)
+        recovery = Recovery(self)
         saved = journal.load()
-        self._load(saved)
+        recovery.load(saved)
         journal.start(self._snapshot)
         threading.Thread(target=self._timer_loop, name="run-timers", daemon=True).start()
         with self.lock:  # the runs the last process left unfinished go on
-            self._resume([rec.run_id for rec in saved if rec.parent_id is None and not rec.terminal])
+            recovery.resume([rec.run_id for rec in saved if rec.parent_id is None and not rec.terminal])
 
     # ------------------------------------------------------------------ persistence
-
-    def _load(self, saved: list[RunRec]) -> None:
-        """Take back the runs the journal saved (every run a client was given an id for)."""
-        for rec in saved:
-            self.runs[rec.run_id] = rec
-            if rec.parent_id is None:
-                self.parents.append(rec.run_id)
-                if rec.idempotency_token:
-                    self.tokens[rec.idempotency_token] = rec.run_id
-
-    def _resume(self, unfinished: list[int]) -> None:
-        """Carry on with the job runs the last process left unfinished (once, under the lock).
-
-        Nothing that waited is lost: runs queued behind max_concurrent_runs stay queued, task runs
-        waiting for an execution slot wait again in their order, retries wait out their interval,
-        timeouts keep counting from the run's start. A task that held a cluster lost its driver
-        with the process: it ends DRIVER_ERROR (:data:`LOST_DRIVER_MESSAGE`) and its retry policy
-        decides, as for any failed attempt; one being cancelled or timed out ends so.
-        """
-        now = now_ms()
-        # First sort out what each unfinished task was doing when the process ended, then act:
-        # acting changes the state (a run that ends lets a queued one begin).
-        lost: list[RunRec] = []  # held a cluster: its driver died with the process
-        ending: list[RunRec] = []  # being cancelled or timed out
-        waiting: list[RunRec] = []  # waiting for an execution slot
-        retrying: list[RunRec] = []  # waiting out min_retry_interval_millis
-        for rid in unfinished:
-            parent = self.runs[rid]
-            if not parent.job_queued:
-                timeout = int_or_zero(parent.spec.get("timeout_seconds"))
-                if timeout > 0:
-                    left = max(0.0, parent.start_time / 1000 + timeout - now / 1000)
-                    self._after(left, lambda rid=rid, t=timeout: self._timeout_run(rid, t))
-            for task in self._resumable_tasks(parent):
-                if task.terminal:
-                    continue
-                if task.cancel_requested or task.timed_out or parent.cancel_requested:
-                    ending.append(task)
-                elif task.life == "WAITING_FOR_RETRY":
-                    retrying.append(task)
-                elif task.launch_time is not None:
-                    lost.append(task)
-                elif task.life in ("QUEUED", "PENDING") and not parent.job_queued:
-                    waiting.append(task)
-        for task in sorted(waiting, key=lambda t: t.run_id):
-            self.ready.append(task.run_id)
-            self.cancel_events[task.run_id] = threading.Event()
-        for task in ending:
-            self._finish_cancelled(task)
-        for task in lost:
-            task.termination_code = "DRIVER_ERROR"
-            self._complete(task, "INTERNAL_ERROR", "FAILED", LOST_DRIVER_MESSAGE)
-        for task in retrying:
-            if task.iteration_of is not None:  # made when the attempt before it ended
-                ended = task.start_time
-            else:
-                ended = self.runs[self.runs[task.parent_id].attempts[task.task_key][-2]].end_time or now
-            interval = int_or_zero(task.spec.get("min_retry_interval_millis"))
-            due = (ended + interval - now) / 1000
-            self._after(max(0.0, due), lambda rid=task.run_id: self._retry_due(rid))
-        for rid in unfinished:
-            self._advance(self.runs[rid])
-            self._refresh_parent(self.runs[rid])
-        queued_jobs = {self.runs[rid].job_id: rid for rid in unfinished if self.runs[rid].job_queued}
-        for rid in queued_jobs.values():
-            self._dequeue_job(self.runs[rid])
-        if lost or waiting or queued_jobs:
-            log.warning(
-                "resumed after a restart: %d task runs lost their driver, %d wait for a slot, "
-                "%d jobs have queued runs",
-                len(lost),
-                len(waiting),
-                len(queued_jobs),
-            )
-        self._pump()
-
-    def _resumable_tasks(self, parent: RunRec) -> list[RunRec]:
-        """The task runs of a job run that carry on after a restart, as any task does: a for-each
-        task's iterations rather than the for-each task, which holds no driver (it ends when they
-        do); never a run-job task, which ends when the job run it started (resumed on its own)
-        ends; a condition task is decided at once and is never in flight."""
-        out: list[RunRec] = []
-        for task in self._current_tasks(parent):
-            if task.iterations:
-                out += [self.runs[i] for i in task.iterations if self.runs[i].life != "BLOCKED"]
-            if task.cancel_requested or (not task.iterations and task.child_run_id is None):
-                out.append(task)
-        return out
 
     def _snapshot(self, run_ids: list[int]) -> list[dict]:
         """Copies of these runs' fields for the journal (copied under the lock in small batches,
@@ -494,11 +414,11 @@ class RunsBackend:
         wait for an execution slot."""
         kind = task_kind(task.spec)
         if kind == "condition_task":
-            self._run_condition(task)
+            self.control_flow.run_condition(task)
         elif kind == "run_job_task":
-            self._run_job(task)
+            self.control_flow.run_job(task)
         elif kind == "for_each_task":
-            self._run_for_each(task)
+            self.control_flow.run_for_each(task)
         else:
             self._make_ready(task)
 
@@ -513,235 +433,9 @@ class RunsBackend:
             task_value=lambda key, name: self.journal.task_value(parent.run_id, key, name),
         )
 
-    def _began(self, task: RunRec) -> None:
-        """A control-flow task starts: no cluster to wait for; its timeout_seconds counts from now
-        (a for-each or run-job task that runs out of time cancels what it started)."""
-        task.launch_time = task.exec_start = now_ms()
-        task.life, task.message = "RUNNING", "In run"
-        self._mark(task)
-        timeout = int_or_zero(task.spec.get("timeout_seconds"))
-        if timeout > 0:
-            rid = task.run_id
-            self._after(timeout, lambda: self._timeout_task(rid, timeout))
-
-    def _run_condition(self, task: RunRec) -> None:
-        """A condition task: compares its operands (references resolved) without any compute.
-
-        EQUAL_TO / NOT_EQUAL compare strings, the others numbers (ConditionTask in the Jobs API).
-        """
-        parent = self.runs[task.parent_id]
-        body = task.spec["condition_task"]
-        self._began(task)
-        try:
-            refs = self.references(parent, task)
-            left, right = substitute(body["left"], refs), substitute(body["right"], refs)
-        except ApiError as exc:
-            self._complete(task, "TERMINATED", "FAILED", exc.message)
-            return
-        task.resolved = {"condition_task": {"left": left, "right": right}}
-        op = body["op"]
-        if op in ("EQUAL_TO", "NOT_EQUAL"):
-            holds = (left == right) == (op == "EQUAL_TO")
-        else:
-            try:
-                a, b = float(left), float(right)
-            except ValueError:
-                self._complete(
-                    task,
-                    "TERMINATED",
-                    "FAILED",
-                    f"Condition {op} compares numbers, but {left!r} or {right!r} is not a number.",
-                )
-                return
-            holds = {
-                "GREATER_THAN": a > b,
-                "GREATER_THAN_OR_EQUAL": a >= b,
-                "LESS_THAN": a < b,
-                "LESS_THAN_OR_EQUAL": a <= b,
-            }[op]
-        task.outcome = "true" if holds else "false"
-        self._complete(task, "TERMINATED", "SUCCESS", "")
-
-    def _run_job(self, task: RunRec) -> None:
-        """A run-job task: starts a run of another job and ends as that run ends."""
-        parent = self.runs[task.parent_id]
-        body = task.spec["run_job_task"]
-        self._began(task)
-        job_id = body["job_id"]
-        settings = self.job_settings(job_id)
-        if settings is None:
-            self._complete(task, "TERMINATED", "FAILED", f"Job {job_id} does not exist.")
-            return
-        try:
-            refs = self.references(parent, task)
-            overrides: dict[str, Any] = {"trigger_type": "run_job_task"}
-            for name in ("job_parameters", "notebook_params", "python_params", "python_named_params"):
-                if body.get(name):
-                    overrides[name] = substitute_all(body[name], refs)
-            task.resolved = {"run_job_task": {"job_parameters": overrides.get("job_parameters") or {}}}
-            settings = {**settings, "run_name": settings.get("name")}
-            child = self.create_run(
-                job_id=job_id,
-                run_type="JOB_RUN",
-                settings=settings,
-                overrides=overrides,
-                max_concurrent_runs=int(settings.get("max_concurrent_runs", 1) or 1),
-                triggered_by=task.run_id,
-            )
-        except ApiError as exc:
-            self._complete(
-                task, "TERMINATED", "FAILED", f"Could not start a run of job {job_id}: {exc.message}"
-            )
-            return
-        task.child_run_id = child.run_id
-        self._mark(task)
-        if child.terminal:  # skipped: the job is at its max_concurrent_runs and does not queue
-            self._child_ended(child)
-
-    def _child_ended(self, child: RunRec) -> None:
-        task = self.runs.get(child.triggered_by or -1)
-        if task is None or task.terminal:
-            return
-        if task.cancel_requested:
-            self._finish_cancelled(task)
-            return
-        result = child.result if child.result in ("SUCCESS", "CANCELED", "TIMEDOUT") else "FAILED"
-        if child.result == "SUCCESS_WITH_FAILURES":
-            result = "SUCCESS"
-        message = "" if result == "SUCCESS" else f"Run {child.run_id} of job {child.job_id}: {child.message}"
-        self._complete(task, "TERMINATED", result, message)
-
-    def _run_for_each(self, task: RunRec) -> None:
-        """A for-each task: one run of its nested task per input, at most ``concurrency`` at once."""
-        parent = self.runs[task.parent_id]
-        body = task.spec["for_each_task"]
-        self._began(task)
-        try:
-            text = substitute(body["inputs"], self.references(parent, task))
-        except ApiError as exc:
-            self._complete(task, "TERMINATED", "FAILED", exc.message)
-            return
-        try:
-            items = json.loads(text)
-        except ValueError:
-            items = None
-        if not isinstance(items, list):
-            self._complete(
-                task, "TERMINATED", "FAILED", f"The for-each inputs must be a JSON array, got {text[:200]!r}."
-            )
-            return
-        task.resolved = {"for_each_task": {"inputs": text}}
-        task.iterations = []
-        nested = body["task"]
-        for item in items:
-            spec = substitute_all(copy.deepcopy(nested), input_references(item))
-            rec = RunRec(
-                run_id=self.next_id("run"),
-                job_id=parent.job_id,
-                run_type=parent.run_type,
-                run_name=nested["task_key"],
-                parent_id=parent.run_id,
-                task_key=nested["task_key"],
-                start_time=now_ms(),
-                life="BLOCKED",
-                message="Scheduled",
-                spec=spec,
-                queue_enabled=parent.queue_enabled,
-                iteration_of=task.run_id,
-                repair_id=task.repair_id,
-            )
-            rec.original_attempt_run_id = rec.run_id
-            self.runs[rec.run_id] = rec
-            task.iterations.append(rec.run_id)
-            self._mark(rec)
-        self._mark(task)
-        self._next_iterations(task)
-
-    def _iteration_ended(self, it: RunRec) -> None:
-        """An iteration attempt ended: retry it as its nested task's retry policy says (the
-        iteration's latest attempt takes its place), then start the next iterations."""
-        loop = self.runs[it.iteration_of]
-        parent = self.runs[loop.parent_id]
-        if not loop.terminal and not loop.cancel_requested and self._should_retry(parent, it):
-            retry = RunRec(
-                run_id=self.next_id("run"),
-                job_id=it.job_id,
-                run_type=it.run_type,
-                run_name=it.run_name,
-                parent_id=it.parent_id,
-                task_key=it.task_key,
-                attempt_number=it.attempt_number + 1,
-                original_attempt_run_id=it.original_attempt_run_id,
-                start_time=max(now_ms(), it.start_time + 1),
-                life="WAITING_FOR_RETRY",
-                message=f"Waiting to retry after attempt {it.attempt_number} ended {it.result}",
-                spec=it.spec,
-                queue_enabled=it.queue_enabled,
-                iteration_of=loop.run_id,
-                repair_id=it.repair_id,
-            )
-            self.runs[retry.run_id] = retry
-            loop.iterations[loop.iterations.index(it.run_id)] = retry.run_id
-            self._mark(retry)
-            self._mark(loop)
-            rid = retry.run_id
-            self._after(
-                int_or_zero(it.spec.get("min_retry_interval_millis")) / 1000.0, lambda: self._retry_due(rid)
-            )
-        self._next_iterations(loop)
-
-    def _next_iterations(self, task: RunRec) -> None:
-        if task.terminal or task.cancel_requested:
-            return
-        iterations = [self.runs[i] for i in task.iterations]
-        limit = int_or_zero(task.spec["for_each_task"].get("concurrency")) or 1
-        active = sum(1 for it in iterations if not it.terminal and it.life != "BLOCKED")
-        for it in iterations:
-            if active >= limit:
-                break
-            if it.life == "BLOCKED":
-                self._start(it)  # a nested condition or run-job task acts at once
-                active += 1
-        if all(it.terminal for it in iterations):
-            failed = [it for it in iterations if it.result not in SUCCESS_RESULTS]
-            if not failed:
-                self._complete(task, "TERMINATED", "SUCCESS", "")
-            else:
-                self._complete(
-                    task,
-                    "TERMINATED",
-                    "FAILED",
-                    f"{len(failed)} of {len(iterations)} iterations failed. Iteration run {failed[0].run_id} "
-                    f"failed with message: {failed[0].message}",
-                )
-
     def for_each_stats(self, task: RunRec) -> dict[str, Any]:
         """ForEachStats of a for-each task run: the counts of its iterations."""
-        iterations = [self.runs[i] for i in task.iterations if i in self.runs]
-        done = [it for it in iterations if it.terminal]
-        succeeded = sum(1 for it in done if it.result in SUCCESS_RESULTS)
-        active = sum(1 for it in iterations if not it.terminal and it.life != "BLOCKED")
-        stats: dict[str, Any] = {
-            "task_run_stats": {
-                "total_iterations": len(iterations),
-                "scheduled_iterations": len(done) + active,
-                "active_iterations": active,
-                "completed_iterations": len(done),
-                "succeeded_iterations": succeeded,
-                "failed_iterations": len(done) - succeeded,
-            }
-        }
-        errors: dict[str, int] = {}
-        for it in done:
-            if it.result not in SUCCESS_RESULTS and it.message:
-                errors[it.message] = errors.get(it.message, 0) + 1
-        if errors:
-            common = sorted(errors.items(), key=lambda e: -e[1])[:3]
-            stats["error_message_stats"] = [
-                {"error_message": m, "count": n, "termination_category": "RUN_EXECUTION_ERROR"}
-                for m, n in common
-            ]
-        return stats
+        return self.control_flow.for_each_stats(task)
 
     def _make_ready(self, task: RunRec) -> None:
         task.life = "QUEUED" if task.queue_enabled else "PENDING"
@@ -853,7 +547,7 @@ class RunsBackend:
         self.launcher.release(parent.run_id)
         self._dequeue_job(parent)
         if parent.triggered_by is not None:
-            self._child_ended(parent)
+            self.control_flow.child_ended(parent)
 
     def _dequeue_job(self, parent: RunRec) -> None:
         """Start the job's queued runs that its max_concurrent_runs now leaves room for."""
@@ -1012,7 +706,7 @@ class RunsBackend:
         self.cancel_events.pop(task.run_id, None)
         self._mark(task)
         if task.iteration_of is not None:
-            self._iteration_ended(task)
+            self.control_flow.iteration_ended(task)
             self._pump()
             return
         parent = self.runs[task.parent_id]
