@@ -16,6 +16,7 @@ from devstack.workspace.clusters.backend import (
 )
 from devstack.workspace.clusters.compute import NODE_TYPES, SPARK_VERSIONS
 from devstack.workspace.http import Request, invalid
+from devstack.workspace.iam.backend import user_name_of
 
 # clusters/events paging, as documented: 50 events a page unless asked, at most 500.
 EVENTS_DEFAULT_LIMIT = 50
@@ -23,8 +24,7 @@ EVENTS_MAX_LIMIT = 500
 
 
 def _user(request: Request) -> str:
-    principal = request.principal
-    return getattr(principal, "user_name", None) or getattr(principal, "name", None) or "devstack@localhost"
+    return user_name_of(request.principal)
 
 
 def _details(cluster: AllPurposeCluster) -> dict[str, Any]:

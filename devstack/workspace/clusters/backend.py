@@ -27,6 +27,7 @@ from typing import Any
 from devstack.workspace.clusters import compute
 from devstack.workspace.context import WorkspaceContext
 from devstack.workspace.http import ApiError, invalid
+from devstack.workspace.iam.backend import ADMIN_USER
 from devstack.workspace.store import Store, dumps, loads
 
 log = logging.getLogger("devstack.workspace.clusters")
@@ -430,7 +431,7 @@ class AllPurposeCluster:
         self.termination_reason: dict[str, Any] | None = None
         self.lock = threading.Lock()  # serializes start/stop of this cluster
         self.source = source
-        self.creator = "devstack@localhost"
+        self.creator = ADMIN_USER  # a configured cluster was put there by the workspace's admin
         self.pinned = False
         self.ready = threading.Event()
         self.generation = 0  # bumped by every terminate: a start begun before it gives up
@@ -1004,9 +1005,7 @@ class ClusterManager:
             return
         self._start_async(cluster, "STARTING")
 
-    def terminate(
-        self, cluster_id: str, user: str = "devstack@localhost", *, reason: dict | None = None
-    ) -> None:
+    def terminate(self, cluster_id: str, user: str = ADMIN_USER, *, reason: dict | None = None) -> None:
         """clusters/delete: TERMINATING, the driver killed, TERMINATED (the spec stays)."""
         cluster = self.get(cluster_id)
         if cluster.state == "TERMINATED" and cluster.driver is None:
@@ -1027,7 +1026,7 @@ class ClusterManager:
             cluster.state_message = "Terminated by user request (clusters/delete)."
             cluster.terminated_time = now_ms()
 
-    def restart(self, cluster_id: str, user: str = "devstack@localhost") -> None:
+    def restart(self, cluster_id: str, user: str = ADMIN_USER) -> None:
         """clusters/restart: a RUNNING cluster gets a new driver (RESTARTING -> RUNNING)."""
         cluster = self.get(cluster_id)
         if cluster.state not in ("RUNNING",):

@@ -134,6 +134,13 @@ class Principal:
         return self.kind == "service_principal"
 
 
+def user_name_of(principal: Principal | None) -> str:
+    """The name a caller creates and owns things under: a user's userName, a service principal's
+    application id (as creator_user_name, owner and created_by show them on Databricks); the
+    workspace's admin where there is no caller (objects made at startup, in-process calls)."""
+    return principal.name if principal is not None else ADMIN_USER
+
+
 class OAuthError(Exception):
     """An RFC 6749 token-endpoint error (``/oidc/v1/token``)."""
 

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from devstack.workspace.http import Request, invalid, pagination
+from devstack.workspace.iam.backend import user_name_of
 from devstack.workspace.jobs.backend import JobsBackend, check_acl, principal_of
-from devstack.workspace.runs.spec import CREATOR
 from devstack.workspace.runs.state import RunsBackend
 
 
-def render_permissions(job_id: int, acl: list[dict[str, str]]) -> dict[str, Any]:
-    entries = [
-        {"user_name": CREATOR, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}
-    ]
+def _owner_entry(creator: str) -> tuple[str, str]:
+    """The ACL principal of a job's creator, its owner: a service principal is named by its
+    application id (a UUID), a user by its user name."""
+    try:
+        uuid.UUID(creator)
+    except ValueError:
+        return ("user_name", creator)
+    return ("service_principal_name", creator)
+
+
+def render_permissions(job_id: int, creator: str, acl: list[dict[str, str]]) -> dict[str, Any]:
+    kind, owner = _owner_entry(creator)
+    entries = [{kind: owner, "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}]
     for entry in acl:
         kind, name = principal_of(entry)
-        if (kind, name) == ("user_name", CREATOR):
+        if (kind, name) == _owner_entry(creator):
             continue
         entries.append(
             {
@@ -32,10 +42,14 @@ def render_job(job: dict[str, Any], expand_tasks: bool = True) -> dict[str, Any]
     if not expand_tasks:
         settings.pop("tasks", None)
         settings.pop("job_clusters", None)
+    # Without settings.run_as a job runs as its creator (Jobs API: run_as_user_name).
+    run_as = settings.get("run_as") or {}
     return {
         "job_id": job["job_id"],
-        "creator_user_name": CREATOR,
-        "run_as_user_name": CREATOR,
+        "creator_user_name": job["creator_user_name"],
+        "run_as_user_name": (
+            run_as.get("user_name") or run_as.get("service_principal_name") or job["creator_user_name"]
+        ),
         "created_time": job["created_time"],
         "settings": settings,
         "has_more": False,
@@ -51,18 +65,18 @@ class JobsApi:
 
     def create(self, request: Request):
         self.runs.launcher.clusters.check_job_compute(dict(request.body))  # as jobs/create checks them
-        return {"job_id": self.jobs.create(dict(request.body))}
+        return {"job_id": self.jobs.create(dict(request.body), user_name_of(request.principal))}
 
     def permissions(self, request: Request):
         job_id = request.path_params["job_id"]
         if not job_id.isdigit():
             raise invalid(f"Invalid value for job_id in the path: {job_id!r} is not a job id")
         job_id = int(job_id)
-        self.jobs.require(job_id)
+        creator = self.jobs.require(job_id)["creator_user_name"]
         if request.method in ("PATCH", "PUT"):
             acl = check_acl(request.body.get("access_control_list", []))
             self.jobs.set_acl(job_id, acl, replace=request.method == "PUT")
-        return render_permissions(job_id, self.jobs.acl(job_id))
+        return render_permissions(job_id, creator, self.jobs.acl(job_id))
 
     def reset(self, request: Request):
         job_id = request.require("job_id", int)
@@ -117,6 +131,7 @@ class JobsApi:
         if queue is not None:
             settings["queue"] = queue
         settings["run_name"] = settings.get("name")
+        settings["creator_user_name"] = job["creator_user_name"]  # a job's runs show its creator
         overrides = {
             "notebook_params": notebook_params or {},
             "python_params": python_params or [],

@@ -10,6 +10,7 @@ import time
 from typing import Any, Protocol
 
 from devstack.workspace.http import invalid
+from devstack.workspace.iam.backend import ADMIN_USER
 from devstack.workspace.runs.spec import as_int, normalize_tasks
 from devstack.workspace.store import Store, dumps, loads
 
@@ -18,7 +19,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id INTEGER PRIMARY KEY,
     name TEXT,
     created_time INTEGER NOT NULL,
-    settings TEXT NOT NULL
+    settings TEXT NOT NULL,
+    creator TEXT                      -- the creator's user name (a service principal's application id)
 );
 CREATE INDEX IF NOT EXISTS jobs_name ON jobs(name);
 CREATE TABLE IF NOT EXISTS job_permissions (job_id INTEGER PRIMARY KEY, acl TEXT NOT NULL);
@@ -93,6 +95,16 @@ def principal_of(entry: dict[str, str]) -> tuple[str, str]:
     return kind, entry[kind]
 
 
+def _job(row: Any) -> dict[str, Any]:
+    return {
+        "job_id": row["job_id"],
+        "created_time": row["created_time"],
+        # Jobs of a store written before creators were recorded: the workspace's admin made them.
+        "creator_user_name": row["creator"] or ADMIN_USER,
+        "settings": loads(row["settings"]),
+    }
+
+
 def _merge_by_key(old: list[dict], new: list[dict], key: str) -> list[dict]:
     merged = {item.get(key): item for item in old}
     for item in new:
@@ -111,53 +123,55 @@ class JobsBackend:
         self.store = store
         self.ids = ids
         store.ensure_schema(SCHEMA)
+        if "creator" not in {r["name"] for r in store.all("PRAGMA table_info(jobs)")}:
+            store.execute("ALTER TABLE jobs ADD COLUMN creator TEXT")  # a store written before creators
         ids.raise_to("job", store.one("SELECT MAX(job_id) AS m FROM jobs")["m"] or 0)
 
     # ------------------------------------------------------------------ reading
 
     def require(self, job_id: int) -> dict[str, Any]:
-        """The job (job_id, created_time, settings), or the Jobs API's error for an unknown job.
+        """The job (job_id, created_time, creator_user_name, settings), or the Jobs API's error for an
+        unknown job.
 
         That is 400 INVALID_PARAMETER_VALUE "Job <id> does not exist.": databricks-sdk's error
         overrides (errors/overrides.py, "Jobs InvalidParameterValue=>ResourceDoesNotExist") map
         exactly this answer of jobs/get to ResourceDoesNotExist.
         """
-        row = self.store.one("SELECT job_id, created_time, settings FROM jobs WHERE job_id=?", (job_id,))
+        row = self.store.one(
+            "SELECT job_id, created_time, creator, settings FROM jobs WHERE job_id=?", (job_id,)
+        )
         if row is None:
             raise invalid(f"Job {job_id} does not exist.")
-        return {
-            "job_id": row["job_id"],
-            "created_time": row["created_time"],
-            "settings": loads(row["settings"]),
-        }
+        return _job(row)
 
     def settings_of(self, job_id: int) -> dict[str, Any] | None:
-        """The job's current settings, or None when it does not exist."""
-        row = self.store.one("SELECT settings FROM jobs WHERE job_id=?", (job_id,))
-        return None if row is None else loads(row["settings"])
+        """The job's current settings, or None when it does not exist; with the job's creator
+        (``creator_user_name``), whom the job's runs show as theirs."""
+        row = self.store.one("SELECT creator, settings FROM jobs WHERE job_id=?", (job_id,))
+        if row is None:
+            return None
+        return {**loads(row["settings"]), "creator_user_name": row["creator"] or ADMIN_USER}
 
     def list(self, name: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Up to ``limit`` jobs from ``offset`` in job id order, of one name if given ("a filter on
         the list based on the exact (case insensitive) job name", jobs/list)."""
-        sql = "SELECT job_id, created_time, settings FROM jobs"
+        sql = "SELECT job_id, created_time, creator, settings FROM jobs"
         params: tuple = ()
         if name:
             sql += " WHERE name = ? COLLATE NOCASE"
             params = (name,)
         rows = self.store.all(sql + " ORDER BY job_id LIMIT ? OFFSET ?", (*params, limit, offset))
-        return [
-            {"job_id": r["job_id"], "created_time": r["created_time"], "settings": loads(r["settings"])}
-            for r in rows
-        ]
+        return [_job(r) for r in rows]
 
     # ------------------------------------------------------------------ changing
 
-    def create(self, body: dict[str, Any]) -> int:
-        """A new job from a jobs/create body (its settings, and an optional access_control_list)."""
+    def create(self, body: dict[str, Any], creator: str = ADMIN_USER) -> int:
+        """A new job from a jobs/create body (its settings, and an optional access_control_list),
+        created by ``creator`` (a user name or a service principal's application id)."""
         acl = check_acl(body["access_control_list"]) if body.get("access_control_list") else None
         settings = check_settings(dict(body), "settings")
         job_id = self.ids.next_id("job")
-        self._save(job_id, settings, created=int(time.time() * 1000))
+        self._save(job_id, settings, created=int(time.time() * 1000), creator=creator)
         if acl:
             self.set_acl(job_id, acl, replace=True)
         return job_id
@@ -190,7 +204,9 @@ class JobsBackend:
         with self.store.tx() as conn:
             conn.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
 
-    def _save(self, job_id: int, settings: dict[str, Any], created: int | None = None) -> None:
+    def _save(
+        self, job_id: int, settings: dict[str, Any], created: int | None = None, creator: str | None = None
+    ) -> None:
         with self.store.tx() as conn:
             if created is None:
                 conn.execute(
@@ -199,8 +215,8 @@ class JobsBackend:
                 )
             else:
                 conn.execute(
-                    "INSERT INTO jobs(job_id, name, created_time, settings) VALUES (?,?,?,?)",
-                    (job_id, settings["name"], created, dumps(settings)),
+                    "INSERT INTO jobs(job_id, name, created_time, settings, creator) VALUES (?,?,?,?,?)",
+                    (job_id, settings["name"], created, dumps(settings), creator),
                 )
 
     # ------------------------------------------------------------------ permissions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from devstack.workspace.http import Request, invalid
+from devstack.workspace.iam.backend import user_name_of
 from devstack.workspace.repos.backend import ReposBackend, default_path
 from devstack.workspace.workspace_files.backend import normalize_path
 
@@ -14,7 +15,7 @@ class ReposApi:
     def create(self, req: Request):
         url = req.require("url", str)
         provider = req.require("provider", str)
-        path = normalize_path(req.get("path", str) or default_path(url.strip()))
+        path = normalize_path(req.get("path", str) or default_path(url.strip(), user_name_of(req.principal)))
         return self.repos.create(url, provider, path, req.get("sparse_checkout", dict))
 
     def get(self, req: Request):

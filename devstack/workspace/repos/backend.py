@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devstack.workspace.http import already_exists, invalid, not_found
+from devstack.workspace.iam.backend import ADMIN_USER
 from devstack.workspace.repos import git
 from devstack.workspace.store import Store, dumps, loads
 from devstack.workspace.workspace_files.backend import WorkspaceTree
@@ -54,8 +55,6 @@ PROVIDERS = {
         "awsCodeCommit",
     )
 }
-# The emulator's one user: repos without a path go to /Repos/<user>/<repo name>.
-CURRENT_USER = "devstack-user"
 PAGE_SIZE = 100
 
 
@@ -75,11 +74,12 @@ def repo_info(row) -> dict:
     return info
 
 
-def default_path(url: str) -> str:
+def default_path(url: str, user: str = ADMIN_USER) -> str:
+    """Where a repo created without a path goes: /Repos/<the caller's user name>/<repo name>."""
     name = posixpath.basename(urlsplit(url).path.rstrip("/")) or "repo"
     if name.endswith(".git"):
         name = name[:-4]
-    return f"/Repos/{CURRENT_USER}/{name}"
+    return f"/Repos/{user}/{name}"
 
 
 _SELECT = "SELECT r.*, w.path AS path FROM repos r JOIN workspace_objects w ON w.object_id = r.id "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from devstack.workspace.http import Request, invalid, pagination
-from devstack.workspace.runs.spec import CREATOR
+from devstack.workspace.iam.backend import ADMIN_USER, user_name_of
 from devstack.workspace.runs.state import TERMINAL, RunRec, RunsBackend, now_ms
 
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ def render_run(
         "number_in_job": rec.run_id,
         "original_attempt_run_id": rec.original_attempt_run_id or rec.run_id,
         "attempt_number": rec.attempt_number,
-        "creator_user_name": CREATOR,
+        # The caller of runs/submit; for a job run, the job's creator (set at run-now, run-job task).
+        "creator_user_name": parent.spec.get("creator_user_name") or ADMIN_USER,
         "run_name": parent.run_name if rec.parent_id is None else rec.task_key,
         "run_type": rec.run_type,
         "state": _state(rec),
@@ -301,6 +302,7 @@ class RunsApi:
         body = _tasks_of_body(request)
         job_id = self.runs.next_id("job")
         settings = {k: v for k, v in body.items() if k not in ("idempotency_token", "access_control_list")}
+        settings["creator_user_name"] = user_name_of(request.principal)
         self.runs.launcher.clusters.check_job_compute(settings)  # cluster specs, as runs/submit checks them
         rec = self.runs.create_run(
             job_id=job_id,

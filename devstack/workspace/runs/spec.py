@@ -50,8 +50,6 @@ CONDITION_OPS = (
     "LESS_THAN_OR_EQUAL",
 )
 MAX_FOR_EACH_CONCURRENCY = 100
-# The user every run and job is created by, and runs as.
-CREATOR = "devstack@localhost"
 
 
 def as_int(value: Any, field: str) -> int:

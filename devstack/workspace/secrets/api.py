@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from devstack.workspace.http import Request, invalid
+from devstack.workspace.iam.backend import user_name_of
 from devstack.workspace.secrets.backend import SecretsBackend
 
 
@@ -18,6 +19,7 @@ class SecretsApi:
             req.require("scope", str),
             req.get("scope_backend_type", str),
             req.get("initial_manage_principal", str),
+            user_name_of(req.principal),
         )
         return {}
 

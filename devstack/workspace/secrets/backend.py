@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from devstack.workspace.http import ApiError, already_exists, invalid, not_found
+from devstack.workspace.iam.backend import ADMIN_USER
 from devstack.workspace.store import Store
 
 SCHEMA = """
@@ -39,8 +40,6 @@ SCOPE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_VALUE_BYTES = 128 * 1024
 PERMISSIONS = ("READ", "WRITE", "MANAGE")
-# The caller of every API call; the emulator has one user, who manages what it creates.
-CREATOR = "devstack-user"
 
 
 class SecretsBackend:
@@ -61,8 +60,14 @@ class SecretsBackend:
     # ------------------------------------------------------------------ scopes
 
     def create_scope(
-        self, scope: str, backend_type: str | None, initial_manage_principal: str | None
+        self,
+        scope: str,
+        backend_type: str | None,
+        initial_manage_principal: str | None,
+        creator: str = ADMIN_USER,
     ) -> None:
+        """A new scope; ``creator`` (a user name or a service principal's application id) gets MANAGE
+        on it, or the ``users`` group does when ``initial_manage_principal`` names it."""
         if not SCOPE_NAME.match(scope):
             raise invalid(
                 f"Invalid value for field scope: {scope!r}. Scope names use letters, digits, '-', '_', '.' "
@@ -88,7 +93,7 @@ class SecretsBackend:
             )
             conn.execute(
                 "INSERT INTO secret_acls (scope, principal, permission) VALUES (?, ?, 'MANAGE')",
-                (scope, principal or CREATOR),
+                (scope, principal or creator),
             )
 
     def list_scopes(self) -> list[dict[str, Any]]:

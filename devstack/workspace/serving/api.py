@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.workspace.http import ApiError, Request, Response, invalid
-from devstack.workspace.iam.backend import Identities
+from devstack.workspace.iam.backend import Identities, user_name_of
 from devstack.workspace.serving.backend import ServingBackend
 
 
@@ -39,8 +39,7 @@ def _summary(endpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def _creator(request: Request) -> str:
-    principal = request.principal
-    return getattr(principal, "name", None) or "devstack-user"
+    return user_name_of(request.principal)
 
 
 def _config(request: Request) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.workspace.http import Request, invalid
+from devstack.workspace.iam.backend import user_name_of
 from devstack.workspace.unity_catalog.backend import Metastore
 
 # Page length when the caller sets max_results=0 or none: Databricks documents a server value.
@@ -65,6 +66,7 @@ class UnityCatalogApi:
                 req.require("name", str),
                 comment=req.get("comment", str),
                 properties=req.get("properties", dict),
+                owner=user_name_of(req.principal),
             )
         )
 
@@ -97,6 +99,7 @@ class UnityCatalogApi:
                 req.require("name", str),
                 comment=req.get("comment", str),
                 properties=req.get("properties", dict),
+                owner=user_name_of(req.principal),
             )
         )
 
@@ -134,6 +137,7 @@ class UnityCatalogApi:
                 volume_type=req.require("volume_type", str),
                 storage_location=req.get("storage_location", str),
                 comment=req.get("comment", str),
+                owner=user_name_of(req.principal),
             )
         )
 

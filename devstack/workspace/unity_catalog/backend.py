@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.workspace.http import ApiError
+from devstack.workspace.iam.backend import ADMIN_USER
 from devstack.workspace.store import Store, dumps, loads
 
 SCHEMA = """
@@ -66,7 +67,8 @@ CREATE TABLE IF NOT EXISTS uc_volumes (
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 # Schemas every new catalog gets, as on Databricks; a catalog holding only these is empty.
 BUILTIN_SCHEMAS = ("default", "information_schema")
-DEFAULT_OWNER = "devstack-user"
+# The owner of what is created without a caller (in-process, at startup): the workspaces' admin.
+DEFAULT_OWNER = ADMIN_USER
 
 
 def _now_ms() -> int:
