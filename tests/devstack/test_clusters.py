@@ -28,22 +28,24 @@ def test_configured_cluster_is_listed_and_starts_on_request(service):
     clusters = list(client.clusters.list())
     assert [(c.cluster_id, c.cluster_name) for c in clusters] == [("0101-000000-analysts", "analysts")]
     assert clusters[0].state == State.TERMINATED
+    from databricks.sdk.service.compute import EventType
+
+    def started_and_stopped() -> list[EventType]:
+        # What databricks-sdk's own integration test asks of a workspace's default cluster.
+        found = client.clusters.events(
+            clusters[0].cluster_id, event_types=[EventType.STARTING, EventType.TERMINATING]
+        )
+        return [e.type for e in found]
+
+    # Before anything started it: the past it had when the workspace first started.
+    assert started_and_stopped() == [EventType.TERMINATING, EventType.STARTING]  # newest first
 
     client.clusters.start("0101-000000-analysts").result()
     assert client.clusters.get("0101-000000-analysts").state == State.RUNNING
 
     client.clusters.delete("0101-000000-analysts").result()
     assert client.clusters.get("0101-000000-analysts").state == State.TERMINATED
-    # As databricks-sdk's own integration test asks of a workspace's default cluster.
-    from databricks.sdk.service.compute import EventType
-
-    kinds = [
-        e.type
-        for e in client.clusters.events(
-            clusters[0].cluster_id, event_types=[EventType.STARTING, EventType.TERMINATING]
-        )
-    ]
-    assert kinds == [EventType.TERMINATING, EventType.STARTING]  # newest first
+    assert started_and_stopped() == [EventType.TERMINATING, EventType.STARTING] * 2
 
 
 def test_restart_replaces_the_driver_process(service):

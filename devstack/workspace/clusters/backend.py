@@ -524,6 +524,10 @@ class ClusterManager:
         self._drivers: set[Any] = set()
         self._leases: dict[Any, list[tuple[str, int]]] = {}  # driver -> pool instances it holds
         self.events: dict[str, list[dict[str, Any]]] = {}
+        # A configured cluster exists before the workspace first starts: it comes with the past it
+        # had by then, recorded once and the same at every later start.
+        self._pasts = _Objects(getattr(ctx, "store", None), "cluster_past")
+        self._give_pasts()
         self.job_clusters: dict[str, AllPurposeCluster] = {}  # job and new clusters, newest last
         self.cluster_starts = 0
         self.stopping = False
@@ -544,6 +548,56 @@ class ClusterManager:
             )
             if len(events) > MAX_EVENTS:
                 del events[: len(events) - MAX_EVENTS]
+
+    def _give_pasts(self) -> None:
+        """The configured clusters' past: created and started by the workspace's admin, RUNNING,
+        then terminated for inactivity (they start TERMINATED). Its events are in the store from
+        the workspace's first start on; later starts read them back instead of making new ones."""
+        stored = {cluster_id: body for cluster_id, body, _created in self._pasts.load()}
+        for cluster_id in sorted(self.configured):
+            cluster = self.clusters[cluster_id]
+            past = stored.get(cluster_id)
+            if past is None:
+                past = self._past_of(cluster)
+                self._pasts.save(cluster_id, past, past["start_time"])
+            self.events[cluster_id] = copy.deepcopy(past["events"])
+            cluster.start_time = past["start_time"]
+            cluster.terminated_time = past["terminated_time"]
+            cluster.termination_reason = copy.deepcopy(past["termination_reason"])
+            cluster.state_message = past["state_message"]
+
+    def _past_of(self, cluster: AllPurposeCluster) -> dict[str, Any]:
+        # Its idle time: the spec's autotermination_minutes, or 120, Databricks' default for an
+        # all-purpose cluster made in the UI.
+        minutes = int(cluster.spec.get("autotermination_minutes") or 120)
+        workers = workers_of(cluster.spec)
+        reason = {
+            "code": "INACTIVITY",
+            "type": "SUCCESS",
+            "parameters": {"inactivity_duration_min": str(minutes)},
+        }
+        terminated = now_ms() - 1000
+        terminating = terminated - 1000
+        running = terminating - minutes * 60_000
+        starting = running - max(1000, int(self.ctx.cluster_start_seconds * 1000))
+        created = starting - 1
+        events = [
+            (created, "CREATING", {"user": cluster.creator, "attributes": _attributes(cluster.spec)}),
+            (starting, "STARTING", {"user": cluster.creator}),
+            (running - 1, "DRIVER_HEALTHY", {}),
+            (running, "RUNNING", {"current_num_workers": workers, "target_num_workers": workers}),
+            (terminating, "TERMINATING", {"reason": reason}),
+        ]
+        return {
+            "events": [
+                {"cluster_id": cluster.cluster_id, "timestamp": stamp, "type": kind, "details": details}
+                for stamp, kind, details in events
+            ],
+            "start_time": created,
+            "terminated_time": terminated,
+            "termination_reason": reason,
+            "state_message": f"Inactive cluster terminated (inactive for {minutes} minutes).",
+        }
 
     def list_events(
         self,
