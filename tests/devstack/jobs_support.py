@@ -42,9 +42,11 @@ def small_cluster() -> ClusterSpec:
     return ClusterSpec.from_dict(SMALL_CLUSTER)
 
 
-def import_notebooks(client: WorkspaceClient, folder: str) -> str:
+def import_notebooks(client: WorkspaceClient, folder: str, notebooks: dict[str, str] | None = None) -> str:
+    """Python source notebooks (name -> body without the header) into ``folder``; by default
+    :data:`NOTEBOOKS`."""
     client.workspace.mkdirs(folder)
-    for name, body in NOTEBOOKS.items():
+    for name, body in (NOTEBOOKS if notebooks is None else notebooks).items():
         client.workspace.import_(
             f"{folder}/{name}",
             content=base64.b64encode((HEADER + body).encode()).decode(),

@@ -4,7 +4,6 @@ namespace is refused at create/submit while other text in braces stays as it is.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 
@@ -12,9 +11,8 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service import jobs
-from databricks.sdk.service.workspace import ImportFormat, Language
 
-from tests.devstack.jobs_support import small_cluster
+from tests.devstack.jobs_support import import_notebooks, small_cluster
 
 FOLDER = "/Shared/references"
 NOTEBOOKS = {
@@ -40,15 +38,7 @@ TIME_PARTS = (
 @pytest.fixture(scope="module")
 def client(workspace) -> WorkspaceClient:
     client = WorkspaceClient(host=workspace.url, token=workspace.token)
-    client.workspace.mkdirs(FOLDER)
-    for name, body in NOTEBOOKS.items():
-        client.workspace.import_(
-            f"{FOLDER}/{name}",
-            content=base64.b64encode(("# Databricks notebook source\n" + body).encode()).decode(),
-            format=ImportFormat.SOURCE,
-            language=Language.PYTHON,
-            overwrite=True,
-        )
+    import_notebooks(client, FOLDER, NOTEBOOKS)
     return client
 
 

@@ -3,7 +3,6 @@ tasks, run by the emulated workspace as Databricks runs them."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import io
 import time
@@ -16,9 +15,9 @@ from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service import jobs
 from databricks.sdk.service.catalog import VolumeType
 from databricks.sdk.service.compute import Library
-from databricks.sdk.service.workspace import ImportFormat, Language
+from databricks.sdk.service.workspace import ImportFormat
 
-from tests.devstack.jobs_support import small_cluster
+from tests.devstack.jobs_support import import_notebooks, small_cluster
 
 FOLDER = "/Shared/task-types"
 NOTEBOOKS = {
@@ -55,15 +54,7 @@ CONDITION = jobs.ConditionTaskOp
 @pytest.fixture(scope="module")
 def client(workspace) -> WorkspaceClient:
     client = WorkspaceClient(host=workspace.url, token=workspace.token)
-    client.workspace.mkdirs(FOLDER)
-    for name, body in NOTEBOOKS.items():
-        client.workspace.import_(
-            f"{FOLDER}/{name}",
-            content=base64.b64encode(("# Databricks notebook source\n" + body).encode()).decode(),
-            format=ImportFormat.SOURCE,
-            language=Language.PYTHON,
-            overwrite=True,
-        )
+    import_notebooks(client, FOLDER, NOTEBOOKS)
     return client
 
 
