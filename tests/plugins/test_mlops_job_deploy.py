@@ -19,7 +19,13 @@ DEFINITION = {
     "job_clusters": [{"job_cluster_key": "main", "new_cluster": "${cluster}"}],
     "tasks": [
         {
+            "task_key": "prepare",
+            "job_cluster_key": "main",
+            "notebook_task": {"notebook_path": "prepare_data"},
+        },
+        {
             "task_key": "score",
+            "depends_on": [{"task_key": "prepare"}],
             "job_cluster_key": "main",
             "notebook_task": {
                 "notebook_path": "batch_score",
@@ -29,7 +35,7 @@ DEFINITION = {
                     "model_name": "${model.prod_model_name}",
                 },
             },
-        }
+        },
     ],
 }
 
@@ -65,7 +71,7 @@ def test_dynamic_value_references_reach_databricks_unrendered(workspace, setting
     op, context = _deploy(DatabricksDeployJobOperator, settings)
     job_id = op.execute(context)
     job = WorkspaceClient(host=workspace.url, token=workspace.token).jobs.get(job_id)
-    params = job.settings.tasks[0].notebook_task.base_parameters
+    params = job.settings.tasks[1].notebook_task.base_parameters
     assert params["databricks_run_id"] == "{{job.run_id}}"
     assert params["rows"] == "{{tasks.prepare.values.rows}}"
     assert params["model_name"] == "prod.ml.diabetes"  # include/config placeholders are filled
@@ -73,7 +79,7 @@ def test_dynamic_value_references_reach_databricks_unrendered(workspace, setting
     # A second deployment resets the same job, references still intact.
     assert op.execute(context) == job_id
     again = WorkspaceClient(host=workspace.url, token=workspace.token).jobs.get(job_id)
-    assert again.settings.tasks[0].notebook_task.base_parameters["databricks_run_id"] == "{{job.run_id}}"
+    assert again.settings.tasks[1].notebook_task.base_parameters["databricks_run_id"] == "{{job.run_id}}"
 
 
 def test_release_dag_deploys_its_jobs_without_jinja():
