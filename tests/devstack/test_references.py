@@ -244,3 +244,34 @@ def test_an_unknown_reference_in_a_job_parameter_default_is_refused(client):
             parameters=[jobs.JobParameterDefinition(name="day", default="{{job.start_time.weekday}}")],
             tasks=[task("t", "dump")],
         )
+
+
+def test_a_reference_to_a_job_parameter_the_job_does_not_define_is_refused(client):
+    params = [jobs.JobParameterDefinition(name="region", default="west")]
+    typo = task("t", "dump", {"x": "{{job.parameters.regoin}}"})
+    with pytest.raises(
+        InvalidParameterValue, match=r"tasks\[0\].notebook_task.base_parameters.x: .*'regoin'"
+    ):
+        client.jobs.create(name="undefined-param", parameters=params, tasks=[typo])
+    created = client.jobs.create(
+        name="defined-param", parameters=params, tasks=[task("t", "dump", {"x": "{{job.parameters.region}}"})]
+    )
+    try:
+        with pytest.raises(InvalidParameterValue, match="defines no parameter 'regoin'"):
+            client.jobs.update(created.job_id, new_settings=jobs.JobSettings(tasks=[typo]))
+        # removing the parameter a task references is refused as well
+        with pytest.raises(InvalidParameterValue, match="defines no parameter 'region'"):
+            client.jobs.update(created.job_id, fields_to_remove=["parameters"])
+        assert client.jobs.get(created.job_id).settings.tasks[0].notebook_task.base_parameters == {
+            "x": "{{job.parameters.region}}"
+        }
+    finally:
+        client.jobs.delete(created.job_id)
+    # a one-time run (runs/submit) has no job parameters at all
+    with pytest.raises(InvalidParameterValue, match="defines no parameter 'region'"):
+        client.jobs.submit(
+            run_name="no-params",
+            tasks=[
+                jobs.SubmitTask.from_dict(task("t", "dump", {"x": "{{job.parameters.region}}"}).as_dict())
+            ],
+        )

@@ -133,7 +133,11 @@ def resolve_job_parameters(settings: dict, overrides: dict) -> list[dict]:
 # double braces, its segments separated by dots; a segment with other characters than letters,
 # digits and underscores is quoted in backticks ({{job.parameters.`my-param`}}). Syntax errors and
 # names outside the known namespaces are left as literal text; an unknown name inside a known
-# namespace ({{job.naem}}) is refused when the job is created or the run submitted.
+# namespace ({{job.naem}}) is refused when the job is created or the run submitted. That covers
+# the user-provided identifiers too: {{tasks.<key>.*}} of a task the job does not have, and
+# {{job.parameters.<name>}} of a parameter the job does not define (a runs/submit run defines
+# none). The docs name the rule for the namespaces ("an invalid reference belonging to a known
+# namespace" shows an error) without listing each identifier; parameters follow task keys here.
 _SEGMENT = r"(?:\w+|`[^`]+`)"
 _REF = re.compile(r"\{\{\s*(" + _SEGMENT + r"(?:\." + _SEGMENT + r")*)\s*\}\}")
 _TIME_PARTS = (
@@ -194,10 +198,17 @@ def _reference_error(name: str, where: str) -> Exception:
     )
 
 
-def _check_reference(segs: list[str], name: str, where: str, task_keys: set[str], in_for_each: bool) -> None:
+def _check_reference(
+    segs: list[str], name: str, where: str, task_keys: set[str], in_for_each: bool, params: set[str]
+) -> None:
     head, rest = segs[0], segs[1:]
     ok = False
     if head == "job":
+        if len(rest) == 2 and rest[0] == "parameters" and rest[1] not in params:
+            raise invalid(
+                f"Invalid value for field {where}: {{{{{name}}}}} is not a valid dynamic value reference: "
+                f"the job defines no parameter {rest[1]!r}."
+            )
         ok = (len(rest) == 1 and rest[0] in _JOB_FIELDS) or (
             len(rest) == 2 and rest[0] == "start_time" and rest[1] in _TIME_PARTS
         )
@@ -236,6 +247,7 @@ def check_references(settings: dict, tasks: list[dict]) -> None:
     """Refuse, naming the field, a reference in a known namespace that does not exist."""
     keys = {t["task_key"] for t in tasks}
     keys |= {t["for_each_task"]["task"]["task_key"] for t in tasks if t.get("for_each_task")}
+    params = {p["name"] for p in settings.get("parameters") or [] if isinstance(p, dict) and p.get("name")}
     places: list[tuple[Any, str, bool]] = [
         (p.get("default"), f"parameters[{i}].default", False)
         for i, p in enumerate(settings.get("parameters") or [])
@@ -250,7 +262,7 @@ def check_references(settings: dict, tasks: list[dict]) -> None:
     for value, where, in_for_each in places:
         for text, at in _strings(value, where):
             for match in _REF.finditer(text):
-                _check_reference(_segments(match.group(1)), match.group(1), at, keys, in_for_each)
+                _check_reference(_segments(match.group(1)), match.group(1), at, keys, in_for_each, params)
 
 
 class References:
