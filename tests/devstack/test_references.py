@@ -80,6 +80,9 @@ def test_every_documented_reference_resolves(client, workspace):
         "repair_count": "{{job.repair_count}}",
         "trigger_type": "{{job.trigger.type}}",
         "trigger_date": "{{job.trigger.time.iso_date}}",
+        # no run here is started by a file arrival trigger or a backfill: empty values
+        "file_location": "[{{job.trigger.file_arrival.location}}]",
+        "backfill": "[{{backfill.iso_datetime}}]",
         "param": "{{job.parameters.region}}",
         "quoted_param": "{{job.parameters.`run-mode`}}",
         "task_name": "{{task.name}}",
@@ -131,6 +134,8 @@ def test_every_documented_reference_resolves(client, workspace):
             "repair_count": "0",
             "trigger_type": "onetime",
             "trigger_date": start["iso_date"],
+            "file_location": "[]",
+            "backfill": "[]",
             "param": "east",
             "quoted_param": "full",
             "task_name": "dump",

@@ -282,6 +282,13 @@ class References:
         key = ".".join(segs)
         if key in self.values:
             return self.values[key]
+        if len(segs) >= 2 and segs[0] == "backfill":
+            # {{backfill.*}} (e.g. {{backfill.iso_datetime}}) carries the time slice of a run a job
+            # backfill started; the workspace starts no backfills. The docs (dynamic value
+            # references, "Backfill jobs") say nothing of its value in other runs: like
+            # {{job.trigger.file_arrival.location}} outside a file-arrival run, it is empty here
+            # rather than left as text a task would take for a date.
+            return ""
         if len(segs) == 4 and segs[0] == "tasks" and segs[2] == "values" and self.task_value is not None:
             raw = self.task_value(segs[1], segs[3])
             if raw is None:
@@ -313,6 +320,10 @@ def reference_values(
         # The documented values: periodic, onetime, run_job_task, file_arrival, continuous, table
         # (dynamic value references page); runs here start on demand or from a run-job task.
         "job.trigger.type": parent.overrides.get("trigger_type") or "onetime",
+        # The location a file arrival trigger watches, in a run that trigger started; the workspace
+        # has no file arrival triggers. The docs give no value for other runs: empty, not the
+        # reference's own text (a task reading it as a path gets nothing rather than "{{...}}").
+        "job.trigger.file_arrival.location": "",
         "task.name": task.task_key or "",
         "task.run_id": str(task.run_id),
         "task.execution_count": str(task.attempt_number + 1),
