@@ -251,13 +251,48 @@ def test_run_job_task_fails_when_the_job_run_fails(client):
         client.jobs.delete(child.job_id)
 
 
-def test_run_job_task_of_a_missing_job_fails_the_task(client):
-    run = client.jobs.submit(
-        run_name="no-such-job",
-        tasks=[jobs.SubmitTask(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=987654321))],
-    ).result()
-    assert run.tasks[0].state.result_state == jobs.RunResultState.FAILED
-    assert "987654321" in run.tasks[0].state.state_message
+_TRUE = jobs.ConditionTask(left="1", op=CONDITION.EQUAL_TO, right="1")
+
+
+def test_a_run_job_task_of_a_missing_job_is_refused(client):
+    missing = [jobs.Task(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=987654321))]
+    field = r"tasks\[0\].run_job_task.job_id: Job 987654321 does not exist"
+    with pytest.raises(InvalidParameterValue, match=field):
+        client.jobs.create(name="no-such-job", tasks=missing)
+    with pytest.raises(InvalidParameterValue, match=field):
+        client.jobs.submit(run_name="no-such-job", tasks=[jobs.SubmitTask.from_dict(missing[0].as_dict())])
+    nested = jobs.Task(
+        task_key="loop",
+        for_each_task=jobs.ForEachTask(inputs="[1]", task=missing[0]),
+    )
+    with pytest.raises(InvalidParameterValue, match=r"tasks\[0\].for_each_task.task.run_job_task.job_id"):
+        client.jobs.create(name="no-such-job", tasks=[nested])
+    job = client.jobs.create(
+        name="reset-to-missing", tasks=[jobs.Task(task_key="noop", condition_task=_TRUE)]
+    )
+    try:
+        with pytest.raises(InvalidParameterValue, match=field):
+            client.jobs.reset(job.job_id, new_settings=jobs.JobSettings(name="reset", tasks=missing))
+        # jobs/update merges the task into the job's tasks: the second one
+        with pytest.raises(InvalidParameterValue, match=field.replace("[0", "[1")):
+            client.jobs.update(job.job_id, new_settings=jobs.JobSettings(tasks=missing))
+    finally:
+        client.jobs.delete(job.job_id)
+
+
+def test_a_run_job_task_whose_job_was_deleted_fails_at_run_time(client):
+    child = client.jobs.create(name="deleted-child", tasks=[jobs.Task(task_key="noop", condition_task=_TRUE)])
+    parent = client.jobs.create(
+        name="parent-of-deleted",
+        tasks=[jobs.Task(task_key="trigger", run_job_task=jobs.RunJobTask(job_id=child.job_id))],
+    )
+    try:
+        client.jobs.delete(child.job_id)
+        run = client.jobs.run_now(parent.job_id).result()
+        assert run.tasks[0].state.result_state == jobs.RunResultState.FAILED
+        assert f"Job {child.job_id} does not exist" in run.tasks[0].state.state_message
+    finally:
+        client.jobs.delete(parent.job_id)
 
 
 def wait_for(predicate, what: str, timeout: float = 60):

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from devstack.workspace.http import invalid
 from devstack.workspace.iam.backend import ADMIN_USER
-from devstack.workspace.runs.spec import as_int, normalize_tasks
+from devstack.workspace.runs.spec import as_int, check_run_job_targets, normalize_tasks
 from devstack.workspace.store import Store, dumps, loads
 
 SCHEMA = """
@@ -144,6 +144,9 @@ class JobsBackend:
             raise invalid(f"Job {job_id} does not exist.")
         return _job(row)
 
+    def exists(self, job_id: int) -> bool:
+        return self.store.one("SELECT 1 AS x FROM jobs WHERE job_id=?", (job_id,)) is not None
+
     def settings_of(self, job_id: int) -> dict[str, Any] | None:
         """The job's current settings, or None when it does not exist; with the job's creator
         (``creator_user_name``), whom the job's runs show as theirs."""
@@ -169,7 +172,7 @@ class JobsBackend:
         """A new job from a jobs/create body (its settings, and an optional access_control_list),
         created by ``creator`` (a user name or a service principal's application id)."""
         acl = check_acl(body["access_control_list"]) if body.get("access_control_list") else None
-        settings = check_settings(dict(body), "settings")
+        settings = self._checked(dict(body), "settings")
         job_id = self.ids.next_id("job")
         self._save(job_id, settings, created=int(time.time() * 1000), creator=creator)
         if acl:
@@ -178,7 +181,7 @@ class JobsBackend:
 
     def reset(self, job_id: int, new_settings: dict[str, Any]) -> None:
         self.require(job_id)
-        self._save(job_id, check_settings(new_settings, "new_settings"))
+        self._save(job_id, self._checked(new_settings, "new_settings"))
 
     def update(self, job_id: int, new_settings: dict[str, Any], fields_to_remove: list) -> None:
         """jobs/update: tasks and job_clusters merge by key, other fields replace, then removals."""
@@ -197,7 +200,13 @@ class JobsBackend:
             elif head in ("tasks", "job_clusters"):
                 key = "task_key" if head == "tasks" else "job_cluster_key"
                 settings[head] = [item for item in settings.get(head) or [] if item.get(key) != rest]
-        self._save(job_id, check_settings(settings, "new_settings"))
+        self._save(job_id, self._checked(settings, "new_settings"))
+
+    def _checked(self, settings: dict[str, Any], field: str) -> dict[str, Any]:
+        """:func:`check_settings`, and the jobs its Run Job tasks run exist."""
+        out = check_settings(settings, field)
+        check_run_job_targets(out.get("tasks") or [], self.exists)
+        return out
 
     def delete(self, job_id: int) -> None:
         self.require(job_id)

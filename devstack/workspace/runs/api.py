@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.workspace.http import Request, invalid, pagination
 from devstack.workspace.iam.backend import ADMIN_USER, user_name_of
+from devstack.workspace.runs.spec import check_run_job_targets, normalize_tasks
 from devstack.workspace.runs.state import TERMINAL, RunRec, RunsBackend, now_ms
 
 if TYPE_CHECKING:
@@ -304,6 +305,9 @@ class RunsApi:
         settings = {k: v for k, v in body.items() if k not in ("idempotency_token", "access_control_list")}
         settings["creator_user_name"] = user_name_of(request.principal)
         self.runs.launcher.clusters.check_job_compute(settings)  # cluster specs, as runs/submit checks them
+        check_run_job_targets(
+            normalize_tasks(settings), lambda job_id: self.runs.job_settings(job_id) is not None
+        )
         rec = self.runs.create_run(
             job_id=job_id,
             run_type="SUBMIT_RUN",

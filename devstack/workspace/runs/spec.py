@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from devstack.workspace.http import invalid
@@ -475,6 +476,25 @@ def normalize_tasks(settings: dict) -> list[dict]:
     check_references(settings, out)
     _check_acyclic(out)
     return out
+
+
+def check_run_job_targets(tasks: list[dict], job_exists: Callable[[int], bool]) -> None:
+    """Refuse a Run Job task (a for-each task's nested one too) whose job does not exist, naming the field.
+
+    Databricks refuses it when the job is defined: jobs/create answers "Job 0 does not exist." for a
+    run_job_task with job_id 0 (databricks/cli issue #812, a bundle deploy through Terraform); the
+    Run Job task docs pick the job from the workspace's jobs. runs/submit takes the same task
+    objects and is checked alike. A job deleted after the check still fails the task at run time.
+    """
+    for i, task in enumerate(tasks):
+        where, inner = f"tasks[{i}]", task
+        if task.get("for_each_task"):
+            where, inner = f"{where}.for_each_task.task", task["for_each_task"]["task"]
+        body = inner.get("run_job_task")
+        if body is not None and not job_exists(body["job_id"]):
+            raise invalid(
+                f"Invalid value for field {where}.run_job_task.job_id: Job {body['job_id']} does not exist."
+            )
 
 
 def _kind(task: dict, where: str) -> str:
