@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from devstack.workspace.runs.spec import int_or_zero
+from devstack.workspace.runs.spec import int_or_zero, task_kind
 from devstack.workspace.runs.state import LOST_DRIVER_MESSAGE, now_ms
 
 if TYPE_CHECKING:
@@ -46,9 +46,10 @@ class Recovery:
 
         Nothing that waited is lost: runs queued behind max_concurrent_runs stay queued, task runs
         waiting for an execution slot wait again in their order, retries wait out their interval,
-        timeouts keep counting from the run's start. A task that held a cluster lost its driver
-        with the process: it ends DRIVER_ERROR (:data:`LOST_DRIVER_MESSAGE`) and its retry policy
-        decides, as for any failed attempt; one being cancelled or timed out ends so.
+        timeouts keep counting (a run's from its start, a for-each or run-job task's from when it
+        began). A task that held a cluster lost its driver with the process: it ends DRIVER_ERROR
+        (:data:`LOST_DRIVER_MESSAGE`) and its retry policy decides, as for any failed attempt; one
+        being cancelled or timed out ends so.
         """
         backend = self.backend
         now = now_ms()
@@ -65,6 +66,7 @@ class Recovery:
                 if timeout > 0:
                     left = max(0.0, parent.start_time / 1000 + timeout - now / 1000)
                     backend._after(left, lambda rid=rid, t=timeout: backend._timeout_run(rid, t))
+                self._rearm_control_flow_timeouts(parent, now)
             for task in self._resumable_tasks(parent):
                 if task.terminal:
                     continue
@@ -108,16 +110,37 @@ class Recovery:
             )
         backend._pump()
 
+    def _rearm_control_flow_timeouts(self, parent: RunRec, now: int) -> None:
+        """The timeout_seconds of the for-each and run-job tasks in flight (a run-job iteration of a
+        for-each task too) counts on from when the task began, as it did before the restart; a
+        plain task's timeout needs no re-arming (it lost its driver, or is armed when it launches)."""
+        backend = self.backend
+        for task in backend._current_tasks(parent):
+            for rec in [task, *(backend.runs[i] for i in task.iterations)]:
+                if (
+                    rec.terminal
+                    or rec.launch_time is None
+                    or rec.cancel_requested
+                    or rec.timed_out
+                    or task_kind(rec.spec) not in ("for_each_task", "run_job_task")
+                ):
+                    continue
+                timeout = int_or_zero(rec.spec.get("timeout_seconds"))
+                if timeout > 0:
+                    left = max(0.0, (rec.launch_time + timeout * 1000 - now) / 1000)
+                    backend._after(left, lambda rid=rec.run_id, t=timeout: backend._timeout_task(rid, t))
+
     def _resumable_tasks(self, parent: RunRec) -> list[RunRec]:
         """The task runs of a job run that carry on after a restart, as any task does: a for-each
         task's iterations rather than the for-each task, which holds no driver (it ends when they
-        do); never a run-job task, which ends when the job run it started (resumed on its own)
-        ends; a condition task is decided at once and is never in flight."""
+        do); never a run-job task (nor a run-job iteration), which ends when the job run it started
+        (resumed on its own) ends; a condition task is decided at once and is never in flight."""
         backend = self.backend
         out: list[RunRec] = []
         for task in backend._current_tasks(parent):
-            if task.iterations:
-                out += [backend.runs[i] for i in task.iterations if backend.runs[i].life != "BLOCKED"]
+            for it in (backend.runs[i] for i in task.iterations):
+                if it.life != "BLOCKED" and (it.cancel_requested or it.child_run_id is None):
+                    out.append(it)
             if task.cancel_requested or (not task.iterations and task.child_run_id is None):
                 out.append(task)
         return out
