@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+# A line Airflow logged (it starts with its timestamp), as opposed to a traceback's lines.
+_LOG_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:")
+
+
 @dataclass
 class DagRunResult:
     dag_id: str
@@ -29,6 +33,23 @@ class DagRunResult:
     @property
     def succeeded(self) -> bool:
         return self.returncode == 0 and self.state == "success"
+
+    def failures(self, tail_lines: int = 12) -> str:
+        """Every task failure the run logged: the error line and the end of its traceback, in order.
+
+        A failed run's output is long and its end shows only the last task; a report that starts
+        with these says which task failed first, and why.
+        """
+        out = self.output.splitlines()
+        found = []
+        for i, line in enumerate(out):
+            if "Task failed with exception" not in line:
+                continue
+            end = i + 1
+            while end < len(out) and not _LOG_LINE.match(out[end]):
+                end += 1
+            found.append("\n".join([line, *out[max(i + 1, end - tail_lines) : end]]))
+        return "\n...\n".join(found)
 
 
 class AirflowRunner:

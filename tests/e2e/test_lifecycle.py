@@ -317,7 +317,10 @@ def lifecycles(tmp_path_factory, airflow):
 def _ok(life: Lifecycle, key: str) -> DagRunResult:
     assert life.error is None, life.error
     result = life.runs[key]
-    assert result.succeeded, f"{key} ({result.dag_id}) ended {result.state}:\n{result.output[-5000:]}"
+    assert result.succeeded, (
+        f"{key} ({result.dag_id}) ended {result.state}.\nTask failures:\n{result.failures()[:12000]}"
+        f"\n\nEnd of the output:\n{result.output[-3000:]}"
+    )
     return result
 
 
