@@ -10,9 +10,14 @@ body, a malformed request line), is answered in Databricks' shape ``{"error_code
 Why Werkzeug's threaded server: benchmarks/workspace_load.py measured it against uvicorn +
 Starlette, with the same runs/get tail within the noise of a shared machine
 (benchmarks/README.md); being a socketserver it keeps the one-port TLS of devstack.tls, and
-handlers stay synchronous in their connection's thread. Its cost: every answer closes its
-connection (no keep-alive), so a client opens one connection per call, which puts the median
-about 1.5 ms above the former http.server front's under the same load.
+handlers stay synchronous in their connection's thread.
+
+Connections are kept alive (HTTP/1.1), which Werkzeug's server does not do on its own: it closes
+every connection, so each call paid a TCP connect (and a TLS handshake) and a new thread. A
+connection closes when the client asks (``Connection: close``, HTTP/1.0 without keep-alive), when
+a request's body was not read to its end, when an answer broke off, and after ``_Handler.timeout``
+seconds idle; the server's close ends the reads of idle connections. The application reads every
+request's whole body before sign-in, so refused calls (401, 404, injected faults) keep it too.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -30,7 +37,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.serving import DechunkedInput, ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request as WsgiRequest
 from werkzeug.wrappers import Response as WsgiResponse
 
@@ -45,6 +52,9 @@ if TYPE_CHECKING:
     from devstack.workspace.app import Workspace
 
 log = logging.getLogger("devstack.workspace")
+
+# Set in the WSGI environ when a streamed answer broke off: its connection must close.
+_ANSWER_BROKEN = "devstack.answer_broken"
 
 # Error codes of errors the framework raises before a handler runs, by HTTP status.
 _FRAMEWORK_ERROR_CODES = {
@@ -113,14 +123,21 @@ class WorkspaceApp:
         took = (time.monotonic() - started) * 1000
         self.timings.append((path, took))
         log.debug("%s %s took %.1f ms", wsgi_request.method, path, took)
+        if response.is_streamed:
+            return _watched(response(environ, start_response), environ)
         return response(environ, start_response)
 
     def _dispatch(self, wsgi_request: WsgiRequest, path: str) -> Any:
+        # The whole body first, whatever the answer: the next request on a kept-alive connection
+        # starts after it, refused calls (401, 404, 405, injected faults) included.
+        try:
+            raw = wsgi_request.get_data()  # Content-Length or chunked (uploads of unknown length)
+        except OSError as exc:  # a broken chunk, the client gone or too slow
+            raise ApiError(400, "MALFORMED_REQUEST", f"Could not read the request body: {exc}") from None
         headers = {key.lower(): value for key, value in wsgi_request.headers.items()}
         principal = self.authenticate(path, headers)
         self.faults.check(path)
         handler, path_params = self.router.match(wsgi_request.method, path)
-        raw = wsgi_request.get_data()  # Content-Length or chunked (uploads of unknown length)
         if getattr(handler, "raw_body", False):
             body: dict[str, Any] = {}
         elif wsgi_request.mimetype == "multipart/form-data":
@@ -146,6 +163,19 @@ class WorkspaceApp:
         response = WsgiResponse(json.dumps(body), status, content_type="application/json")
         response.headers.update(headers or {})
         return response
+
+
+def _watched(chunks: Iterable[bytes], environ: dict[str, Any]) -> Iterable[bytes]:
+    """A streamed answer's chunks, marking the environ when producing them fails."""
+    try:
+        yield from chunks
+    except BaseException:
+        environ[_ANSWER_BROKEN] = True
+        raise
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
 
 
 def _parse_json(raw: bytes) -> dict[str, Any]:
@@ -180,20 +210,114 @@ def _parse_form(raw: bytes, mimetype: str, options: dict[str, str]) -> dict[str,
     return fields
 
 
+class _RequestBody(io.RawIOBase):
+    """One request's body, read from its connection and never past its end: ``Content-Length``
+    bytes, or chunks up to the last one (de-chunked by Werkzeug). ``done`` once read to the end."""
+
+    def __init__(self, rfile: io.BufferedIOBase, headers: Any):
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            self._stream: Any = DechunkedInput(rfile)
+            self._left: int | None = None
+        else:
+            self._stream = rfile
+            self._left = int(headers.get("Content-Length") or 0)  # parse_request checked it
+        self.done = self._left == 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.done:  # Werkzeug's drain asks for 10 MB at a time: no such buffer for nothing
+            return b""
+        if self._left is not None and (size < 0 or size > self._left):
+            size = self._left
+        return super().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        if self.done:
+            return 0
+        if self._left is None:
+            read = self._stream.readinto(buffer)
+            self.done = read == 0  # Werkzeug's DechunkedInput returns 0 only after the last chunk
+            return read
+        read = self._stream.readinto(memoryview(buffer)[: self._left])
+        self._left -= read
+        self.done = self._left == 0  # a read of 0 before that: the client left mid-body
+        return read
+
+
 class _Handler(WSGIRequestHandler):
-    """Werkzeug's request handler, with the scheme of each connection and Databricks-shaped errors."""
+    """Werkzeug's request handler, with the scheme of each connection, Databricks-shaped errors
+    and keep-alive.
+
+    Werkzeug's ``run_wsgi`` sends ``Connection: close`` on every answer and, after it, drains
+    ``self.rfile`` (which on a kept-alive connection would swallow the next request). Rather than
+    copy ``run_wsgi``, two hooks: during a request ``self.rfile`` is that request's body alone
+    (:class:`_RequestBody`, also its ``wsgi.input``), so the drain reads at most what is left of
+    the body; and :meth:`send_header` drops Werkzeug's ``Connection: close`` unless the
+    connection must close.
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "devstack-workspace"
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
     # client's delayed ACK can hold a response back ~40 ms.
     disable_nagle_algorithm = True
+    # Seconds a kept-alive connection may stay idle (or a read/write stall) before it is closed.
+    timeout = 10
+    _body: _RequestBody | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connection_opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.connection_closed(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        socket_rfile = self.rfile
+        self.rfile = self._body = _RequestBody(socket_rfile, self.headers)
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = socket_rfile
+        if self.environ.get(_ANSWER_BROKEN):
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        length = self.headers.get("Content-Length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            # Where this body ends, and so where the next request starts, is unknown.
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Invalid Content-Length {length!r}")
+            return False
+        return True
 
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
         # TLS is per connection here (one port, both schemes), not per server.
         environ["wsgi.url_scheme"] = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
+        # The body alone, already de-chunked and ending where the request does.
+        environ["wsgi.input"] = self._body
+        environ["wsgi.input_terminated"] = True
         return environ
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and self._keeps_alive():
+            if self.request_version == "HTTP/1.0":  # HTTP/1.1 keeps alive unless told otherwise
+                super().send_header("Connection", "keep-alive")
+            return
+        super().send_header(keyword, value)
+
+    def _keeps_alive(self) -> bool:
+        """Whether the connection can take another request after this answer."""
+        # close_connection: the client's wish (parse_request), or an error already seen.
+        return not self.close_connection and self._body is not None and self._body.done
+
+    def connection_dropped(self, error: BaseException, environ: dict[str, Any] | None = None) -> None:
+        self.close_connection = True
 
     def handle_expect_100(self) -> bool:
         return True  # Werkzeug's run_wsgi answers "Expect: 100-continue" itself; only once on the wire
@@ -202,6 +326,7 @@ class _Handler(WSGIRequestHandler):
         """A request Werkzeug cannot even parse (bad request line, headers too long): JSON too."""
         phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else ""
         body = json.dumps(_framework_error(code, message or phrase)).encode()
+        self.close_connection = True
         try:
             self.send_response(code, message)
             self.send_header("Content-Type", "application/json")
@@ -212,10 +337,15 @@ class _Handler(WSGIRequestHandler):
                 self.wfile.write(body)
         except OSError:
             pass
-        self.close_connection = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug('"%s" %s %s', self.requestline, code, size)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        if format.startswith("Request timed out"):  # an idle kept-alive connection: expected
+            log.debug(format, *args)
+        else:
+            super().log_error(format, *args)
 
     def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
         log.log(logging.ERROR if type == "error" else logging.DEBUG, message, *args)
@@ -231,6 +361,39 @@ class WorkspaceHTTPServer(tls.OptionalTLSServerMixin, ThreadedWSGIServer):
         # Set after Werkzeug's own setup, which would wrap the listening socket in TLS: here each
         # connection is wrapped only when its client opens with a TLS handshake.
         self.ssl_context = ssl_context
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._closed = False
+
+    def connection_opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+            if self._closed:  # accepted just before the close
+                _end_reads(connection)
+
+    def connection_closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def server_close(self) -> None:
+        """Stop listening, and end the reads of kept-alive connections: their threads would else
+        wait out their idle timeout, or answer one more call of a workspace that is going away.
+        An answer being written still goes out."""
+        super().server_close()
+        with self._connections_lock:
+            self._closed = True
+            for connection in self._connections:
+                _end_reads(connection)
+
+
+def _end_reads(connection: socket.socket) -> None:
+    """The connection's next read sees its end; writes still go out."""
+    try:
+        # socket.socket's own shutdown: SSLSocket.shutdown would also drop the TLS state that
+        # an answer still being written needs.
+        socket.socket.shutdown(connection, socket.SHUT_RD)
+    except OSError:
+        pass
 
 
 def serve(workspace: Workspace) -> WorkspaceHTTPServer:
