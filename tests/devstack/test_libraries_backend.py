@@ -113,6 +113,17 @@ def test_egg_fails_and_jvm_libraries_are_skipped(backend):
     assert "Python only" in statuses["maven"]["messages"][0]
 
 
+def test_installing_is_announced_once_and_only_when_something_installs(backend):
+    calls = []
+    maven = {"maven": {"coordinates": "com.example:lib:1.0"}}
+    jar = {"jar": "/Volumes/main/default/libs/lib.jar"}
+    backend.install_for_task("cluster-a", [maven, jar], lambda: calls.append("installing"))
+    assert calls == ["installing"]  # one phase for both libraries
+    backend.install_for_task("cluster-a", [maven, jar], lambda: calls.append("again"))
+    backend.install_for_task("cluster-a", None, lambda: calls.append("none"))
+    assert calls == ["installing"]  # the cluster has them: nothing to wait for
+
+
 def wait_for(backend: LibrariesBackend, cluster_id: str, done, timeout: float = 60) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:

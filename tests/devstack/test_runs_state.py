@@ -332,6 +332,51 @@ def test_cancel_of_a_running_run_cancels_its_task_and_skips_the_rest(runs, launc
     assert task_of(runs, parent, "b").result == "CANCELED"
 
 
+# --------------------------------------------------------------------------- libraries
+
+
+class InstallingLauncher(ScriptedLauncher):
+    """A cluster whose libraries install until the test lets them finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.installed = threading.Event()
+
+    def install_libraries(self, cluster_id, task_spec, installing=None) -> None:
+        if task_spec.get("libraries") and installing is not None:
+            installing()
+            assert self.installed.wait(10)
+
+
+def test_a_task_waiting_for_its_libraries_is_pending_installing_libraries(tmp_path):
+    launcher = InstallingLauncher()
+    runs = backend(tmp_path, launcher)
+    try:
+        parent = submit(runs, notebook("t", libraries=[{"pypi": {"package": "tomli-w==1.2.0"}}]))
+        task = task_of(runs, parent, "t")
+        wait_until(lambda: task.message == "Installing libraries")
+        assert (task.life, parent.life, parent.message) == ("PENDING", "PENDING", "Installing libraries")
+        assert launcher.executing == {}  # the task does not start before its libraries are in
+
+        launcher.installed.set()
+        [run_id] = launcher.wait_executing()
+        assert (task.life, task.message, parent.life) == ("RUNNING", "In run", "RUNNING")
+        launcher.finish(run_id)
+        wait_until(lambda: parent.terminal)
+        assert parent.result == "SUCCESS"
+    finally:
+        runs.close()
+
+
+def test_a_task_without_libraries_to_install_never_says_installing(runs, launcher):
+    parent = submit(runs, notebook("t"))
+    [run_id] = launcher.wait_executing()
+    assert task_of(runs, parent, "t").message == "In run"
+    launcher.finish(run_id)
+    wait_until(lambda: parent.terminal)
+    assert parent.result == "SUCCESS"
+
+
 # --------------------------------------------------------------------------- the journal
 
 

@@ -296,21 +296,36 @@ class LibrariesBackend:
 
     # ------------------------------------------------------------------ installing
 
-    def install_for_task(self, cluster_id: str, libraries: list[dict[str, Any]] | None) -> None:
+    def install_for_task(
+        self,
+        cluster_id: str,
+        libraries: list[dict[str, Any]] | None,
+        installing: Callable[[], None] | None = None,
+    ) -> None:
         """Install a task's libraries into its cluster's environment before the task runs.
 
         Called for every task: the cluster's libraries still pending from the API are installed
         first (their failure shows in the cluster's library statuses, not on the run). Libraries
-        the cluster already has are not installed again. Raises :class:`LibraryInstallError`
-        with the message the run shows.
+        the cluster already has are not installed again. ``installing()`` is called once, before
+        the first library this call installs (not at all when there is none), so the run can say
+        it waits for them. Raises :class:`LibraryInstallError` with the message the run shows.
         """
         cluster = self._cluster(cluster_id)
         if not libraries and not cluster.libraries:
             return
+        announced = False
+
+        def install(state: LibraryState) -> None:
+            nonlocal announced
+            if not announced and installing is not None:
+                announced = True
+                installing()
+            self._install(cluster, state)
+
         with cluster.install_lock:
             for state in list(cluster.libraries):
                 if state.from_api and state.status == PENDING:
-                    self._install(cluster, state)
+                    install(state)
             for library in libraries or []:
                 state = cluster.find(library)
                 if state is None:
@@ -318,7 +333,7 @@ class LibrariesBackend:
                     cluster.libraries.append(state)
                 if state.status in (INSTALLED, SKIPPED, UNINSTALL_ON_RESTART):
                     continue
-                self._install(cluster, state)
+                install(state)
                 if state.status == FAILED:
                     raise LibraryInstallError(_run_message(library, state.messages))
 

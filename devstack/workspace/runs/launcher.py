@@ -144,16 +144,20 @@ class Launcher:
     def kill_async(self, driver: Any) -> None:
         self.clusters.kill_driver_async(driver)
 
-    def install_libraries(self, cluster_id: str, task_spec: dict[str, Any]) -> None:
+    def install_libraries(
+        self, cluster_id: str, task_spec: dict[str, Any], installing: Callable[[], None] | None = None
+    ) -> None:
         """Install the task's ``libraries`` into its cluster's environment before it runs.
 
-        Raises TaskSetupError with the message a run shows when one fails to install (the task
-        ends INTERNAL_ERROR with result FAILED).
+        ``installing()`` is called once before the first library that really has to be installed
+        (the cluster's pending API libraries, or the task's own that it lacks). Raises
+        TaskSetupError with the message a run shows when one fails to install (the task ends
+        INTERNAL_ERROR with result FAILED).
         """
         if self.libraries is None:
             return
         try:
-            self.libraries.install_for_task(cluster_id, task_spec.get("libraries"))
+            self.libraries.install_for_task(cluster_id, task_spec.get("libraries"), installing)
         except LibraryInstallError as exc:
             raise TaskSetupError(
                 exc.message, life="INTERNAL_ERROR", code="LIBRARY_INSTALLATION_ERROR"

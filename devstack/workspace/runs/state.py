@@ -61,6 +61,15 @@ LOST_DRIVER_MESSAGE = (
     "reattached."
 )
 
+# The state message of a task run (and of its job run) while its cluster's libraries install
+# before the task can start: the run stays PENDING. The Databricks UI names this setup phase
+# "Installing libraries"; no API reference spells the state_message out, so this follows the UI.
+INSTALLING_LIBRARIES_MESSAGE = "Installing libraries"
+
+
+def _installing(*messages: str) -> bool:
+    return INSTALLING_LIBRARIES_MESSAGE in messages
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -487,16 +496,24 @@ class RunsBackend:
                 life = "QUEUED"
             else:
                 life = "PENDING"
+        pending = "Waiting for cluster"
+        if life == "PENDING" and any(
+            t.life == "PENDING" and t.message == INSTALLING_LIBRARIES_MESSAGE for t in tasks
+        ):
+            pending = INSTALLING_LIBRARIES_MESSAGE
         if life != parent.life:
             parent.life = life
             parent.message = {
                 "RUNNING": "In run",
-                "PENDING": "Waiting for cluster",
+                "PENDING": pending,
                 "QUEUED": parent.message or "Queued",
                 "TERMINATING": "Cancelling",
             }.get(life, "")
             if life == "QUEUED" and not parent.job_queued:
                 parent.message = f"Queued: the workspace runs at most {self.max_parallel} task runs at once."
+            self._mark(parent)
+        elif life == "PENDING" and parent.message != pending and _installing(pending, parent.message):
+            parent.message = pending
             self._mark(parent)
 
     def _finish_parent(self, parent: RunRec, tasks: list[RunRec]) -> None:
@@ -595,8 +612,17 @@ class RunsBackend:
                 self._complete(task, "INTERNAL_ERROR", "FAILED", f"Cluster failed to start: {exc}")
             return
         driver, exclusive = acquired.driver, acquired.exclusive
+
+        def installing() -> None:
+            with self.lock:
+                if task.terminal or task.life != "PENDING":
+                    return
+                task.message = INSTALLING_LIBRARIES_MESSAGE
+                self._mark(task)
+                self._refresh_parent(parent)
+
         try:
-            self.launcher.install_libraries(acquired.cluster_id, task.spec)
+            self.launcher.install_libraries(acquired.cluster_id, task.spec, installing)
             with self.lock:
                 refs = self.references(parent, task)
             payload = self.launcher.payload(parent, task, refs)
