@@ -116,6 +116,9 @@ def test_a_library_that_cannot_be_installed_fails_the_run_with_the_install_messa
     assert task.status.termination_details.code == jobs.TerminationCodeCode.LIBRARY_INSTALLATION_ERROR
     assert task.status.termination_details.type == jobs.TerminationTypeType.CLIENT_ERROR
     assert run.state.result_state == jobs.RunResultState.FAILED
+    # The job run completed with a task failure, a fault of the user's library.
+    assert run.status.termination_details.code == jobs.TerminationCodeCode.RUN_EXECUTION_ERROR
+    assert run.status.termination_details.type == jobs.TerminationTypeType.CLIENT_ERROR
 
 
 def wait_for_statuses(client: WorkspaceClient, cluster_id: str, timeout: float = 120):

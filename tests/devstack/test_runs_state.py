@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from devstack.workspace.http import ApiError
+from devstack.workspace.runs.api import render_run
 from devstack.workspace.runs.journal import Journal
 from devstack.workspace.runs.launcher import Acquired, Launcher
 from devstack.workspace.runs.spec import run_if_verdict
@@ -417,6 +418,28 @@ def test_a_restart_keeps_waiting_runs_and_fails_the_executing_one_with_driver_er
         assert len(after.launched) == len(set(after.launched)) == 4
         # Ids go on after the ones handed out before the restart.
         assert again.next_id("run") > max(again.runs)
+    finally:
+        again.close()
+
+
+def test_a_job_run_whose_task_lost_its_driver_ends_with_run_execution_error(tmp_path, launcher):
+    runs = backend(tmp_path, launcher)
+    parent = submit(runs, notebook("long"))
+    launcher.wait_executing()
+    die(runs)
+
+    again = backend(tmp_path, ScriptedLauncher())
+    try:
+        wait_until(lambda: again.get(parent.run_id).terminal)
+        run = render_run("https://ws", again, again.get(parent.run_id))
+        [task] = run["tasks"]
+        assert task["status"]["termination_details"]["code"] == "DRIVER_ERROR"
+        # The job run was "completed with task failures" (TerminationCodeCode): not a fault of its own.
+        state = run["state"]
+        assert (state["life_cycle_state"], state["result_state"]) == ("INTERNAL_ERROR", "FAILED")
+        details = run["status"]["termination_details"]
+        assert (details["code"], details["type"]) == ("RUN_EXECUTION_ERROR", "INTERNAL_ERROR")
+        assert details["message"] == LOST_DRIVER_MESSAGE
     finally:
         again.close()
 

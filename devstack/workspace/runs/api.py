@@ -62,10 +62,18 @@ def _state(rec: RunRec) -> dict[str, Any]:
     return state
 
 
-def _status(rec: RunRec, max_parallel: int) -> dict[str, Any]:
+def _status(rec: RunRec, max_parallel: int, failed_task_type: str = "INTERNAL_ERROR") -> dict[str, Any]:
+    """A run's ``status``; ``failed_task_type``: for a job run that its tasks ended INTERNAL_ERROR,
+    the termination type of the task that did."""
     if rec.life in TERMINAL:
         if rec.termination_code:  # DRIVER_ERROR (the driver was lost), LIBRARY_INSTALLATION_ERROR
             code, kind = rec.termination_code, _TERMINATION_TYPE.get(rec.termination_code, "INTERNAL_ERROR")
+        elif rec.life == "INTERNAL_ERROR" and rec.parent_id is None:
+            # A job run does not fail itself: a task of it did (lost its driver, could not install
+            # a library, its cluster did not start). Its code is then the one of a run "completed
+            # with task failures", RUN_EXECUTION_ERROR (TerminationCodeCode, Jobs API runs/get
+            # reference); the task run keeps the precise code, and the type says whose fault it was.
+            code, kind = "RUN_EXECUTION_ERROR", failed_task_type
         elif rec.life == "INTERNAL_ERROR":
             code, kind = "INTERNAL_ERROR", "INTERNAL_ERROR"
         elif rec.life == "SKIPPED":
@@ -82,6 +90,17 @@ def _status(rec: RunRec, max_parallel: int) -> dict[str, Any]:
         code = "MAX_CONCURRENT_RUNS_REACHED" if rec.job_queued else "ACTIVE_RUN_JOB_TASKS_LIMIT_REACHED"
         status["queue_details"] = {"code": code, "message": rec.message}
     return status
+
+
+def _failed_task_type(runs: RunsBackend, rec: RunRec) -> str:
+    """The termination type of the task that ended job run ``rec`` INTERNAL_ERROR."""
+    if rec.parent_id is not None or rec.life != "INTERNAL_ERROR":
+        return "INTERNAL_ERROR"
+    for ids in rec.attempts.values():
+        task = runs.runs.get(ids[-1]) if ids else None
+        if task is not None and task.life == "INTERNAL_ERROR":
+            return _TERMINATION_TYPE.get(task.termination_code or "", "INTERNAL_ERROR")
+    return "INTERNAL_ERROR"
 
 
 def _durations(rec: RunRec) -> dict[str, int]:
@@ -150,7 +169,7 @@ def render_run(
         "run_name": parent.run_name if rec.parent_id is None else rec.task_key,
         "run_type": rec.run_type,
         "state": _state(rec),
-        "status": _status(rec, runs.max_parallel),
+        "status": _status(rec, runs.max_parallel, _failed_task_type(runs, rec)),
         "start_time": rec.start_time,
         "end_time": rec.end_time or 0,
         "run_page_url": run_page_url(base_url, rec),
