@@ -205,6 +205,18 @@ def test_a_bad_policy_definition_is_refused(client):
         )
 
 
+def test_a_fixed_rule_on_an_array_element_makes_the_array():
+    # The policy reference's array attributes: "init_scripts.0.workspace.destination" fixes the
+    # first init script; a cluster spec without init_scripts gets an array of one script.
+    from devstack.workspace.clusters import compute
+
+    definition = {"init_scripts.0.workspace.destination": {"type": "fixed", "value": "/Shared/init.sh"}}
+    for given in ({}, {"init_scripts": []}):
+        spec = {"spark_version": LTS, "node_type_id": NODE, "num_workers": 0, "policy_id": "P", **given}
+        checked = compute.check_cluster_spec(spec, policy=lambda _id: {"definition": definition})
+        assert checked["init_scripts"] == [{"workspace": {"destination": "/Shared/init.sh"}}]
+
+
 # --------------------------------------------------------------------------- instance pools
 
 

@@ -389,13 +389,30 @@ def _get(spec: dict[str, Any], path: str) -> Any:
 
 
 def _set(spec: dict[str, Any], path: str, value: Any) -> None:
+    """Set the attribute at ``path``; a number in it indexes an array (``init_scripts.0...``),
+    which is made or grown as needed. A path that an existing value cannot follow is left alone."""
     parts = _path_parts(path)
-    node = spec
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
+    node: Any = spec
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        empty: Any = None if last else ([] if parts[i + 1].isdigit() else {})
+        if isinstance(node, list):
+            if not part.isdigit():
+                return
+            index = int(part)
+            while len(node) <= index:
+                node.append({})
+            if last:
+                node[index] = value
+            elif not isinstance(node[index], type(empty)):
+                node[index] = empty
+        else:
+            if last:
+                node[part] = value
+            elif not isinstance(node.get(part), type(empty)):
+                node[part] = empty
+        if not last:
+            node = node[index] if isinstance(node, list) else node[part]
 
 
 def _show(value: Any) -> str:
