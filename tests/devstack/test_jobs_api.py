@@ -127,3 +127,41 @@ def test_job_permissions_from_create_and_the_sdk(workspace, api):
     )
     assert bad.status_code == 400
     assert "permission_level" in bad.json()["message"]
+
+
+def test_concurrent_updates_of_one_job_keep_each_other(tmp_path):
+    # jobs/update reads the settings, merges, writes them back: two at once must not lose one.
+    import threading
+    import time
+
+    from devstack.workspace.jobs.backend import JobsBackend
+    from devstack.workspace.store import Store
+
+    class Ids:
+        def next_id(self, name: str) -> int:
+            return 1
+
+        def raise_to(self, name: str, floor: int) -> None:
+            pass
+
+    def task(key: str) -> dict:
+        return {"task_key": key, "notebook_task": {"notebook_path": "/x"}, "existing_cluster_id": "c"}
+
+    backend = JobsBackend(Store(tmp_path / "jobs.db"), Ids())
+    job_id = backend.create({"name": "merged", "tasks": [task("a")]})
+    checked = backend._checked
+
+    def slow_check(settings, field):
+        time.sleep(0.2)  # the window between reading and writing the settings
+        return checked(settings, field)
+
+    backend._checked = slow_check
+    threads = [
+        threading.Thread(target=backend.update, args=(job_id, {"tasks": [task(key)]}, [])) for key in "bc"
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    keys = sorted(t["task_key"] for t in backend.require(job_id)["settings"]["tasks"])
+    assert keys == ["a", "b", "c"]

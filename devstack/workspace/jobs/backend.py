@@ -6,6 +6,7 @@ Jobs live in the workspace's SQLite file; a run-now snapshots the settings into 
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Protocol
 
@@ -122,6 +123,9 @@ class JobsBackend:
     def __init__(self, store: Store, ids: Ids):
         self.store = store
         self.ids = ids
+        # jobs/reset, update and delete read a job and then write it: one at a time, so that two
+        # concurrent updates (the server is threaded) do not write over each other.
+        self._changing = threading.Lock()
         store.ensure_schema(SCHEMA)
         if "creator" not in {r["name"] for r in store.all("PRAGMA table_info(jobs)")}:
             store.execute("ALTER TABLE jobs ADD COLUMN creator TEXT")  # a store written before creators
@@ -180,11 +184,16 @@ class JobsBackend:
         return job_id
 
     def reset(self, job_id: int, new_settings: dict[str, Any]) -> None:
-        self.require(job_id)
-        self._save(job_id, self._checked(new_settings, "new_settings"))
+        with self._changing:
+            self.require(job_id)
+            self._save(job_id, self._checked(new_settings, "new_settings"))
 
     def update(self, job_id: int, new_settings: dict[str, Any], fields_to_remove: list) -> None:
         """jobs/update: tasks and job_clusters merge by key, other fields replace, then removals."""
+        with self._changing:
+            self._update(job_id, new_settings, fields_to_remove)
+
+    def _update(self, job_id: int, new_settings: dict[str, Any], fields_to_remove: list) -> None:
         settings = dict(self.require(job_id)["settings"])
         for name, value in new_settings.items():
             if name == "tasks" and isinstance(value, list):
@@ -209,9 +218,10 @@ class JobsBackend:
         return out
 
     def delete(self, job_id: int) -> None:
-        self.require(job_id)
-        with self.store.tx() as conn:
-            conn.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
+        with self._changing:
+            self.require(job_id)
+            with self.store.tx() as conn:
+                conn.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
 
     def _save(
         self, job_id: int, settings: dict[str, Any], created: int | None = None, creator: str | None = None
