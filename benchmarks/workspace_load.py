@@ -223,7 +223,8 @@ def run_benchmark(service, args) -> dict:
                 "content": base64.b64encode(f"# Databricks notebook source\n{body}".encode()).decode(),
             },
         )
-    args.cluster_id = client.call("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    all_purpose = {"filter_by": {"cluster_sources": ["UI", "API"]}}  # clusters/list has job clusters too
+    args.cluster_id = client.call("GET", "2.1/clusters/list", all_purpose)["clusters"][0]["cluster_id"]
     # warm the all-purpose cluster so the load measures the scheduler, not one cluster start
     wait_terminal(
         client,

@@ -57,6 +57,11 @@ def import_notebooks(client: WorkspaceClient, folder: str, notebooks: dict[str, 
     return folder
 
 
+# clusters/list answers job clusters too: a test that wants the workspace's all-purpose cluster
+# asks for it by source (filter_by.cluster_sources of the Clusters API).
+ALL_PURPOSE = {"filter_by": {"cluster_sources": ["UI", "API"]}}
+
+
 class Api:
     """Raw REST calls (for the shapes and errors the sdk hides)."""
 

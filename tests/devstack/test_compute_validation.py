@@ -395,6 +395,51 @@ def test_an_idle_cluster_terminates_after_its_autotermination_minutes(tmp_path):
         store.close()
 
 
+class _FakeDriver:
+    """A job cluster's driver, as far as the cluster manager's bookkeeping sees it."""
+
+    pid = 1
+
+    def __init__(self, cluster_id: str):
+        self.cluster_id = cluster_id
+
+    def kill(self) -> None:
+        pass
+
+
+def test_clusters_list_shows_job_clusters_for_30_days_and_filters_by_source(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools, now_ms
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store), run_token=lambda: "run-token")
+    try:
+        spec = {"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}
+        drivers = {c: _FakeDriver(c) for c in ("old", "ended", "up")}
+        for cluster_id, driver in drivers.items():  # three job clusters, oldest first
+            manager._remember_job_cluster(cluster_id, spec, driver)
+        manager.kill_driver(drivers["old"])
+        manager.kill_driver(drivers["ended"])
+        manager.job_clusters["old"].terminated_time = now_ms() - 31 * 24 * 3600 * 1000
+        [configured] = manager.clusters
+
+        listed = [(c.cluster_id, c.source, c.state) for c in manager.list_clusters()]
+        # All-purpose first, then the job clusters newest first; one ended 31 days ago is gone.
+        assert listed == [
+            (configured, "UI", "TERMINATED"),
+            ("up", "JOB", "RUNNING"),
+            ("ended", "JOB", "TERMINATED"),
+        ]
+        assert [c.cluster_id for c in manager.list_clusters(sources=["UI", "API"])] == [configured]
+        assert [c.cluster_id for c in manager.list_clusters(sources=["JOB"], states=["RUNNING"])] == ["up"]
+        assert manager.list_clusters(sources=["JOB"], is_pinned=True) == []
+    finally:
+        manager.shutdown()
+        store.close()
+
+
 def test_deleting_a_pending_cluster_cancels_its_start(tmp_path):
     from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
     from devstack.workspace.context import WorkspaceContext

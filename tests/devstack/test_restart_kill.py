@@ -13,7 +13,7 @@ import requests
 from databricks.sdk import WorkspaceClient
 
 from devstack.services import start_workspace
-from tests.devstack.jobs_support import TERMINAL, Api, notebook_task
+from tests.devstack.jobs_support import ALL_PURPOSE, TERMINAL, Api, notebook_task
 from tests.devstack.test_restart import import_notebook
 
 FOLDER = "/Shared/kill"
@@ -42,7 +42,7 @@ def test_sigkill_during_a_load_of_queued_runs_loses_none_and_runs_none_twice(tmp
     try:
         import_notebook(WorkspaceClient(host=service.url, token="k"), f"{FOLDER}/append", APPEND)
         api = Api(service.url, "k")
-        cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+        cluster_id = api.ok("GET", "2.1/clusters/list", ALL_PURPOSE)["clusters"][0]["cluster_id"]
 
         def submit_all() -> None:
             for i in range(RUNS):

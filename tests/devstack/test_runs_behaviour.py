@@ -7,6 +7,7 @@ import time
 
 import pytest
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.compute import ClusterSource, ListClustersFilterBy
 from databricks.sdk.service.jobs import (
     NotebookTask,
     RunIf,
@@ -17,6 +18,7 @@ from databricks.sdk.service.jobs import (
 )
 
 from tests.devstack.jobs_support import (
+    ALL_PURPOSE,
     SMALL_CLUSTER,
     Api,
     as_run,
@@ -45,7 +47,7 @@ def _by_key(run: dict) -> dict[str, dict]:
     return latest
 
 
-def test_tasks_sharing_a_job_cluster_start_it_once(api):
+def test_tasks_sharing_a_job_cluster_start_it_once(api, workspace):
     cluster = [{"job_cluster_key": "shared", "new_cluster": SMALL_CLUSTER}]
     run = api.wait(
         api.submit(
@@ -72,6 +74,16 @@ def test_tasks_sharing_a_job_cluster_start_it_once(api):
         time.sleep(0.1)
         cluster = api.ok("GET", "2.1/clusters/get", {"cluster_id": cluster_id})
     assert (cluster["state"], cluster["cluster_source"]) == ("TERMINATED", "JOB")
+    # clusters/list shows job clusters too; filter_by.cluster_sources tells them apart (the SDK
+    # sends it as query parameters filter_by.cluster_sources=JOB).
+    client = WorkspaceClient(host=workspace.url, token=workspace.token)
+    assert cluster_id in [c.cluster_id for c in client.clusters.list()]
+    jobs = client.clusters.list(filter_by=ListClustersFilterBy(cluster_sources=[ClusterSource.JOB]))
+    assert {c.cluster_source for c in jobs if c.cluster_id == cluster_id} == {ClusterSource.JOB}
+    all_purpose = ListClustersFilterBy(cluster_sources=[ClusterSource.UI, ClusterSource.API])
+    assert cluster_id not in [c.cluster_id for c in client.clusters.list(filter_by=all_purpose)]
+    bad = api.call("GET", "2.1/clusters/list", {"filter_by": {"cluster_sources": ["NOPE"]}})
+    assert (bad.status_code, bad.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
 
 
 def test_depends_on_and_run_if(api):
@@ -281,7 +293,7 @@ def test_repair_reruns_the_failed_task(api, tmp_path):
 
 
 def test_existing_cluster_runs_on_the_long_lived_driver(api):
-    cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    cluster_id = api.ok("GET", "2.1/clusters/list", ALL_PURPOSE)["clusters"][0]["cluster_id"]
     first = api.wait(
         api.submit(run_name="ap1", tasks=[notebook_task("t", NB["empty"], existing_cluster_id=cluster_id)])
     )
@@ -358,7 +370,7 @@ def test_git_source_notebook_runs_from_the_branch(api, tmp_path):
 
 
 def test_cancel_on_an_all_purpose_cluster_keeps_the_cluster(api):
-    cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    cluster_id = api.ok("GET", "2.1/clusters/list", ALL_PURPOSE)["clusters"][0]["cluster_id"]
     task = notebook_task("sleep", NB["sleep"], {"seconds": "120"}, existing_cluster_id=cluster_id)
     run_id = api.submit(run_name="cancel-shared", tasks=[task])
     running = api.wait(run_id, until=lambda r: r["state"]["life_cycle_state"] == "RUNNING")

@@ -6,7 +6,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 
 from devstack.services import start_workspace
-from tests.devstack.jobs_support import Api, import_notebooks, notebook_task
+from tests.devstack.jobs_support import ALL_PURPOSE, Api, import_notebooks, notebook_task
 
 FOLDER = "/Shared/queueing"
 
@@ -27,7 +27,7 @@ def api(tmp_path_factory):
 
 
 def test_runs_beyond_the_limit_queue_and_all_complete(api):
-    cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    cluster_id = api.ok("GET", "2.1/clusters/list", ALL_PURPOSE)["clusters"][0]["cluster_id"]
     task = notebook_task("sleep", f"{FOLDER}/sleep", {"seconds": "1"}, existing_cluster_id=cluster_id)
     ids = [api.submit(run_name=f"q{i}", queue={"enabled": True}, tasks=[task]) for i in range(3)]
     states = [api.run(i)["state"]["life_cycle_state"] for i in ids]
@@ -43,7 +43,7 @@ def test_runs_beyond_the_limit_queue_and_all_complete(api):
 
 
 def test_without_queueing_waiting_runs_are_pending(api):
-    cluster_id = api.ok("GET", "2.1/clusters/list")["clusters"][0]["cluster_id"]
+    cluster_id = api.ok("GET", "2.1/clusters/list", ALL_PURPOSE)["clusters"][0]["cluster_id"]
     task = notebook_task("sleep", f"{FOLDER}/sleep", {"seconds": "1"}, existing_cluster_id=cluster_id)
     ids = [api.submit(run_name=f"p{i}", tasks=[task]) for i in range(2)]
     assert api.run(ids[1])["state"]["life_cycle_state"] == "PENDING"

@@ -15,7 +15,7 @@ from devstack.workspace.clusters.backend import (
     InstancePools,
 )
 from devstack.workspace.clusters.compute import NODE_TYPES, SPARK_VERSIONS
-from devstack.workspace.http import Request, invalid
+from devstack.workspace.http import Request, coerce, invalid
 from devstack.workspace.iam.backend import user_name_of
 
 # clusters/events paging, as documented: 50 events a page unless asked, at most 500.
@@ -36,8 +36,34 @@ def _details(cluster: AllPurposeCluster) -> dict[str, Any]:
     return {**{k: v for k, v in out.items() if k not in rendered}, **rendered}
 
 
+def _filter_by(request: Request) -> dict[str, Any]:
+    """``filter_by`` of clusters/list: a JSON object, or query parameters ``filter_by.<field>``
+    (how databricks-sdk sends a nested query object: ``filter_by.cluster_sources=JOB``)."""
+    given = request.get("filter_by", dict) or {}
+    nested = {
+        name.removeprefix("filter_by."): values[0] if len(values) == 1 else values
+        for name, values in request.query.items()
+        if name.startswith("filter_by.")
+    }
+    return {**nested, **given}
+
+
+def _enum_list(filter_by: dict[str, Any], field: str, enum: Any) -> list[str] | None:
+    values = filter_by.get(field)
+    if values is None:
+        return None
+    values = values if isinstance(values, list) else [values]
+    allowed = [e.value for e in enum]
+    for value in values:
+        if value not in allowed:
+            raise invalid(
+                f"Invalid value for field filter_by.{field}: {value!r}; expected one of {', '.join(allowed)}"
+            )
+    return values
+
+
 class ClustersApi:
-    """``/api/2.0|2.1/clusters/*`` (all-purpose clusters; job clusters answer clusters/get)."""
+    """``/api/2.0|2.1/clusters/*`` (all-purpose clusters; job clusters answer clusters/get and list)."""
 
     def __init__(self, clusters: ClusterManager):
         self.clusters = clusters
@@ -58,14 +84,17 @@ class ClustersApi:
         return _details(self.clusters.find(self._cluster_id(request)))
 
     def list(self, request: Request):
-        clusters = list(self.clusters.clusters.values())
-        states = (
-            (request.get("filter_by") or {}).get("cluster_states")
-            if isinstance(request.get("filter_by"), dict)
-            else None
+        """All-purpose and job clusters; ``filter_by`` (ListClustersFilterBy) narrows them."""
+        from databricks.sdk.service.compute import ClusterSource, State
+
+        filter_by = _filter_by(request)
+        pinned, policy_id = filter_by.get("is_pinned"), filter_by.get("policy_id")
+        clusters = self.clusters.list_clusters(
+            sources=_enum_list(filter_by, "cluster_sources", ClusterSource),
+            states=_enum_list(filter_by, "cluster_states", State),
+            is_pinned=None if pinned is None else coerce("filter_by.is_pinned", pinned, bool),
+            policy_id=None if policy_id is None else coerce("filter_by.policy_id", policy_id, str),
         )
-        if states:
-            clusters = [c for c in clusters if c.state in states]
         return {"clusters": [_details(c) for c in clusters]}
 
     def start(self, request: Request):

@@ -49,6 +49,9 @@ INIT_SCRIPT_TIMEOUT_SECONDS = 600
 MAX_EVENTS = 1000
 # How often idle all-purpose clusters are looked for (autotermination_minutes).
 IDLE_CHECK_SECONDS = 30.0
+# clusters/list shows a job cluster until 30 days after it terminated ("all clusters terminated
+# within the last 30 days", ClustersAPI.list in databricks-sdk / the Clusters API reference).
+LIST_TERMINATED_DAYS = 30
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS compute_objects (
@@ -935,6 +938,33 @@ class ClusterManager:
         if cluster is None:
             raise invalid(f"Cluster {cluster_id} does not exist")
         return cluster
+
+    def list_clusters(
+        self,
+        *,
+        sources: list[str] | None = None,
+        states: list[str] | None = None,
+        is_pinned: bool | None = None,
+        policy_id: str | None = None,
+    ) -> list[AllPurposeCluster]:
+        """clusters/list: the all-purpose clusters, then the job clusters (newest first) that run
+        or terminated within the last 30 days, narrowed by ``filter_by``'s fields."""
+        horizon = now_ms() - LIST_TERMINATED_DAYS * 24 * 3600 * 1000
+        with self._lock:
+            found = list(self.clusters.values())
+            found += [
+                c
+                for c in reversed(self.job_clusters.values())
+                if c.state != "TERMINATED" or (c.terminated_time or 0) >= horizon
+            ]
+        return [
+            c
+            for c in found
+            if (not sources or c.source in sources)
+            and (not states or c.state in states)
+            and (is_pinned is None or c.pinned == is_pinned)
+            and (policy_id is None or c.spec.get("policy_id") == policy_id)
+        ]
 
     def _persist(self, cluster: AllPurposeCluster) -> None:
         if cluster.cluster_id in self.configured:
