@@ -119,6 +119,17 @@ def test_sql_answers_a_table(client):
         client.command_execution.destroy(CLUSTER, ctx)
 
 
+def test_a_semicolon_in_a_sql_literal_does_not_end_the_statement(client):
+    ctx = client.command_execution.create_and_wait(cluster_id=CLUSTER, language=Language.SQL).id
+    try:
+        command = "SELECT 'a;b' AS s; -- the last statement answers; not this comment\nSELECT 'c;d' AS t"
+        result = run(client, ctx, command, language=Language.SQL)
+        assert result.results.result_type == ResultType.TABLE, result.results
+        assert result.results.data == [["c;d"]]
+    finally:
+        client.command_execution.destroy(CLUSTER, ctx)
+
+
 def test_display_of_a_dataframe_is_a_table(client, context):
     result = run(
         client, context, "import pandas as pd\ndisplay(pd.DataFrame({'n': [1, 2], 'name': ['a', 'b']}))"

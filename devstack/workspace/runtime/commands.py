@@ -144,7 +144,7 @@ def _python(run: Any, command: str, execution: Execution) -> str | None:
 
 
 def _sql(runtime: Any, command: str) -> dict[str, Any]:
-    statements = [s.strip() for s in command.split(";") if s.strip()]
+    statements = sql_statements(command)
     spark = runtime.spark.session()
     frame = None
     for statement in statements:
@@ -152,6 +152,39 @@ def _sql(runtime: Any, command: str) -> dict[str, Any]:
     if frame is None:
         return {"resultType": "text", "data": ""}
     return _table(frame)
+
+
+def sql_statements(command: str) -> list[str]:
+    """The statements of a SQL command, split at the semicolons that end them: not those in a
+    quoted literal or identifier ('a;b', "a;b", `a;b`) or in a ``--`` comment, which is dropped."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote = None
+    i = 0
+    while i < len(command):
+        ch = command[i]
+        if quote is not None:
+            current.append(ch)
+            if ch == "\\" and quote != "`" and i + 1 < len(command):
+                current.append(command[i + 1])  # an escaped character, the quote included
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+            current.append(ch)
+        elif command.startswith("--", i):
+            end = command.find("\n", i)
+            i = len(command) if end < 0 else end
+            continue
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
 
 
 def _display_into(shown: dict[str, Any]):
