@@ -291,6 +291,59 @@ def test_idle_pool_instances_shorten_the_modelled_start(tmp_path):
     store.close()
 
 
+def test_extra_idle_pool_instances_time_out_and_the_next_start_is_slower_again(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.http import ApiError
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=0, data_dir=tmp_path, token="t", store=store)
+    ctx.cluster_start_seconds = 10.0
+    pools = InstancePools(store)
+    manager = ClusterManager(ctx, pools, ClusterPolicies(store), run_token=lambda: "run-token")
+    try:
+        pool_id = pools.create(
+            {
+                "instance_pool_name": "p",
+                "node_type_id": NODE,
+                "min_idle_instances": 1,
+                "idle_instance_autotermination_minutes": 10,
+            }
+        )
+        spec = {"spark_version": LTS, "instance_pool_id": pool_id, "num_workers": 3}
+        leases, _ = manager._take_pool_instances(spec)
+        manager._release(leases)  # four instances back: five idle, four above min_idle_instances
+        assert pools.describe(pool_id)["stats"]["idle_count"] == 5
+        assert pools.expire_idle() == 0  # ten minutes have not passed
+
+        pools.minute_seconds = 0.001  # ten "minutes" are now 10 ms
+        time.sleep(0.05)
+        assert pools.expire_idle() == 4
+        assert pools.describe(pool_id)["stats"]["idle_count"] == 1  # min_idle_instances stay
+        assert pools.expire_idle() == 0
+        leases, warm = manager._take_pool_instances(spec)  # 1 of 4 nodes warm: a slower start
+        assert (warm, manager.start_seconds(warm)) == (0.25, pytest.approx(8.0))
+        manager._release(leases)
+
+        # idle_instance_autotermination_minutes 0: extra idle instances go at once, and so do the
+        # ones a cluster gives back.
+        pools.minute_seconds = 60.0
+        pools.edit(
+            pool_id,
+            {"instance_pool_name": "p", "min_idle_instances": 1, "idle_instance_autotermination_minutes": 0},
+        )
+        assert pools.describe(pool_id)["stats"]["idle_count"] == 1
+        leases, _ = manager._take_pool_instances(spec)
+        manager._release(leases)
+        assert pools.describe(pool_id)["stats"]["idle_count"] == 1
+        with pytest.raises(ApiError, match="must be between 0 and 10000"):
+            pools.edit(pool_id, {"instance_pool_name": "p", "idle_instance_autotermination_minutes": 10001})
+    finally:
+        manager.shutdown()
+        store.close()
+
+
 # --------------------------------------------------------------------------- init scripts
 
 

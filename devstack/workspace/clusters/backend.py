@@ -52,6 +52,10 @@ IDLE_CHECK_SECONDS = 30.0
 # clusters/list shows a job cluster until 30 days after it terminated ("all clusters terminated
 # within the last 30 days", ClustersAPI.list in databricks-sdk / the Clusters API reference).
 LIST_TERMINATED_DAYS = 30
+# An instance pool's extra idle instances terminate after idle_instance_autotermination_minutes:
+# 60 when not set (what instance-pools/get reports then), at most 10000 (Instance Pools API).
+DEFAULT_POOL_IDLE_MINUTES = 60
+MAX_POOL_IDLE_MINUTES = 10000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS compute_objects (
@@ -162,9 +166,13 @@ class InstancePools:
     """Instance pools: a node type, idle instances kept warm, a capacity.
 
     The model: a pool holds ``min_idle_instances`` idle instances from its creation on; a cluster
-    start takes idle instances first (they are already up) and the rest are acquired as new VMs;
-    a cluster's instances go back to the pool's idle set when it terminates, and the pool tops
-    its idle set up to ``min_idle_instances`` again at once.
+    start takes idle instances first (they are already up, the most recently idle ones first) and
+    the rest are acquired as new VMs; a cluster's instances go back to the pool's idle set when it
+    terminates, and the pool tops its idle set up to ``min_idle_instances`` again at once. The
+    idle instances above ``min_idle_instances`` terminate once idle for
+    ``idle_instance_autotermination_minutes`` (default 60; 0: at once), "the extra instances in the
+    pool cache ... if min_idle_instances requirement is already met" (Instance Pools API
+    reference): :meth:`expire_idle`, called by the cluster manager's autotermination loop.
     """
 
     def __init__(self, store: Store | None):
@@ -172,9 +180,44 @@ class InstancePools:
         self._lock = threading.Lock()
         self.pools: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, dict[str, int]] = {}
+        # When each idle instance of a pool became idle (time.monotonic(), oldest first).
+        self._idle_since: dict[str, list[float]] = {}
+        self.minute_seconds = 60.0  # the length of an idle-timeout minute (tests shorten it)
         for pool_id, body, _created in self._objects.load():
             self.pools[pool_id] = body
-            self.stats[pool_id] = {"idle_count": int(body.get("min_idle_instances") or 0), "used_count": 0}
+            self.stats[pool_id] = {"idle_count": 0, "used_count": 0}
+            self._set_idle(pool_id, int(body.get("min_idle_instances") or 0))
+
+    def _set_idle(self, pool_id: str, count: int) -> None:
+        """The pool now has ``count`` idle instances (the caller holds the lock): new ones are idle
+        from now on, and the most recently idle ones are the first taken."""
+        since = self._idle_since.setdefault(pool_id, [])
+        if count > len(since):
+            since.extend([time.monotonic()] * (count - len(since)))
+        else:
+            del since[count:]
+        self.stats[pool_id]["idle_count"] = count
+
+    def _expire(self, pool_id: str, now: float) -> int:
+        """Terminate the pool's extra idle instances idle for its timeout (the caller holds the lock)."""
+        body, since = self.pools.get(pool_id), self._idle_since.get(pool_id)
+        if body is None or not since:
+            return 0
+        minutes = body.get("idle_instance_autotermination_minutes")
+        timeout = (DEFAULT_POOL_IDLE_MINUTES if minutes is None else minutes) * self.minute_seconds
+        keep = int(body.get("min_idle_instances") or 0)
+        expired = 0
+        while len(since) > keep and now - since[0] >= timeout:
+            since.pop(0)
+            expired += 1
+        self.stats[pool_id]["idle_count"] = len(since)
+        return expired
+
+    def expire_idle(self) -> int:
+        """Terminate every pool's extra idle instances that timed out; returns how many went."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(self._expire(pool_id, now) for pool_id in list(self.pools))
 
     def _check(self, spec: dict[str, Any]) -> dict[str, Any]:
         name = spec.get("instance_pool_name")
@@ -192,6 +235,12 @@ class InstancePools:
             value = spec.get(field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise invalid(f"Invalid value for field {field}: {value!r}; expected an integer >= 0")
+        minutes = spec.get("idle_instance_autotermination_minutes")
+        if minutes is not None and minutes > MAX_POOL_IDLE_MINUTES:
+            raise invalid(
+                f"Invalid value for field idle_instance_autotermination_minutes: {minutes}; "
+                f"must be between 0 and {MAX_POOL_IDLE_MINUTES}"
+            )
         low, high = spec.get("min_idle_instances") or 0, spec.get("max_capacity")
         if high is not None and low > high:
             raise invalid(
@@ -219,7 +268,8 @@ class InstancePools:
         pool_id = time.strftime("%m%d-%H%M%S-", time.gmtime()) + "pool-" + secrets.token_hex(6)
         with self._lock:
             self.pools[pool_id] = body
-            self.stats[pool_id] = {"idle_count": int(body.get("min_idle_instances") or 0), "used_count": 0}
+            self.stats[pool_id] = {"idle_count": 0, "used_count": 0}
+            self._set_idle(pool_id, int(body.get("min_idle_instances") or 0))
         self._objects.save(pool_id, body, now_ms())
         return pool_id
 
@@ -247,7 +297,8 @@ class InstancePools:
         with self._lock:
             self.pools[pool_id] = body
             stats = self.stats[pool_id]
-            stats["idle_count"] = max(stats["idle_count"], int(body.get("min_idle_instances") or 0))
+            self._set_idle(pool_id, max(stats["idle_count"], int(body.get("min_idle_instances") or 0)))
+            self._expire(pool_id, time.monotonic())  # a shorter timeout applies to the idle ones now
         self._objects.save(pool_id, body, now_ms())
 
     def delete(self, pool_id: str) -> None:
@@ -255,6 +306,7 @@ class InstancePools:
         with self._lock:
             self.pools.pop(pool_id, None)
             self.stats.pop(pool_id, None)
+            self._idle_since.pop(pool_id, None)
         self._objects.delete(pool_id)
 
     def describe(self, pool_id: str) -> dict[str, Any]:
@@ -265,7 +317,9 @@ class InstancePools:
             "instance_pool_id": pool_id,
             **copy.deepcopy(body),
             "min_idle_instances": body.get("min_idle_instances", 0),
-            "idle_instance_autotermination_minutes": body.get("idle_instance_autotermination_minutes", 60),
+            "idle_instance_autotermination_minutes": body.get(
+                "idle_instance_autotermination_minutes", DEFAULT_POOL_IDLE_MINUTES
+            ),
             "state": "ACTIVE",
             "default_tags": {
                 "Vendor": "Databricks",
@@ -313,14 +367,14 @@ class InstancePools:
                     },
                 )
             idle = min(stats["idle_count"], count)
-            stats["idle_count"] -= idle
+            self._set_idle(pool_id, stats["idle_count"] - idle)
             stats["used_count"] += count
             # The pool tops its idle instances up again (new VMs, within capacity).
             room = capacity - stats["used_count"] if capacity is not None else None
             target = int(body.get("min_idle_instances") or 0)
             if room is not None:
                 target = min(target, max(room, 0))
-            stats["idle_count"] = max(stats["idle_count"], target)
+            self._set_idle(pool_id, max(stats["idle_count"], target))
             return idle
 
     def release(self, pool_id: str, count: int) -> None:
@@ -334,7 +388,8 @@ class InstancePools:
             idle = stats["idle_count"] + count
             if capacity is not None:
                 idle = min(idle, capacity - stats["used_count"])
-            stats["idle_count"] = max(idle, 0)
+            self._set_idle(pool_id, max(idle, 0))
+            self._expire(pool_id, time.monotonic())  # idle_instance_autotermination_minutes 0: at once
 
 
 # ---------------------------------------------------------------------- cluster policies
@@ -1223,6 +1278,8 @@ class ClusterManager:
         while not self._idle_check.wait(IDLE_CHECK_SECONDS):
             try:
                 self.terminate_idle()
+                if self.pools is not None:
+                    self.pools.expire_idle()  # instance pools' idle instances time out as well
             except Exception:
                 log.exception("autotermination check failed")
 
