@@ -50,7 +50,12 @@ with DAG(
     start_date=pendulum.parse(SCORING["start_date"], tz="UTC"),
     catchup=False,
     max_active_runs=2,
-    default_args={"owner": "mlops", "retries": 1, "retry_delay": pendulum.duration(minutes=1)},
+    default_args={
+        "owner": "mlops",
+        "databricks_retry_limit": TUNING["databricks_retry_limit"],
+        "retries": 1,
+        "retry_delay": pendulum.duration(minutes=1),
+    },
     tags=["mlops", "scoring", "prod"],
     params={
         "date": Param(

@@ -95,7 +95,12 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "mlops", "retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={
+        "owner": "mlops",
+        "databricks_retry_limit": TUNING["databricks_retry_limit"],
+        "retries": 1,
+        "retry_delay": pendulum.duration(seconds=30),
+    },
     tags=["mlops", "release", "staging", "prod"],
     user_defined_macros=MACROS,
     params={

@@ -426,6 +426,12 @@ def test_bad_params_are_rejected_before_any_databricks_run(lifecycles):
 
 
 def test_lifecycle_survives_api_faults_without_duplicates(lifecycles):
+    """One API call in ten answered 429 or 503: retries absorb them and nothing runs twice.
+
+    ``airflow dags test`` runs a deferred task's trigger inline and fails the task at once when
+    the trigger raises, where a triggerer would fail only that try: the triggers' retries
+    (``tuning.databricks_retry_limit``) are all that stands between a waiting task and a fault.
+    """
     life = lifecycles["faults"]
     for key in ("train", "release", "score"):
         _ok(life, key)
