@@ -512,3 +512,57 @@ def test_deleting_a_pending_cluster_cancels_its_start(tmp_path):
     finally:
         manager.shutdown()
         store.close()
+
+
+def _fake_launches(manager):
+    """Make ``manager`` start fake drivers, keeping launch_driver's bookkeeping (pool leases)."""
+    started = []
+
+    def launch(cluster_id, spec, cancelled=None, on_started=None):
+        leases, _warm = manager._take_pool_instances(spec or {})
+        driver = _FakeDriver(cluster_id)
+        driver.alive, driver.running = True, set()
+        with manager._lock:
+            manager._drivers.add(driver)
+            manager._leases[driver] = leases
+        started.append(driver)
+        return driver
+
+    manager.launch_driver = launch
+    return started
+
+
+def test_a_dead_driver_gives_its_pool_instances_back_before_the_next_start(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    pools = InstancePools(store)
+    manager = ClusterManager(ctx, pools, ClusterPolicies(store), run_token=lambda: "run-token")
+    started = _fake_launches(manager)
+    try:
+        pool_id = pools.create({"instance_pool_name": "p", "node_type_id": NODE, "max_capacity": 2})
+        cluster_id = manager.create(
+            {"spark_version": LTS, "instance_pool_id": pool_id, "num_workers": 0}, "me"
+        )
+        assert manager.get(cluster_id).ready.wait(10)
+        for _ in range(3):  # the driver dies, the next use starts another one
+            started[-1].alive = False
+            assert manager.ensure_running(cluster_id) is started[-1]
+            assert started[-1].alive
+            assert pools.describe(pool_id)["stats"]["used_count"] == 1
+        assert len(started) == 4
+        with manager._lock:
+            assert manager._drivers == {started[-1]}
+
+        # A resize keeps the driver: a task or command meanwhile uses it, never starts another one.
+        manager.resize(cluster_id, 1, None, "me")
+        assert manager.get(cluster_id).state == "RESIZING"
+        assert manager.ensure_running(cluster_id) is started[-1]
+        assert manager.cluster_driver_if_running(cluster_id) is started[-1]
+        assert len(started) == 4
+    finally:
+        manager.shutdown()
+        store.close()

@@ -1089,8 +1089,15 @@ class ClusterManager:
         cluster = self.get(cluster_id)
         cluster.last_activity = time.monotonic()
         with cluster.lock:
-            if cluster.state == "RUNNING" and cluster.driver is not None and cluster.driver.alive:
-                return cluster.driver
+            if (
+                cluster.state in ("RUNNING", "RESIZING")
+                and cluster.driver is not None
+                and cluster.driver.alive
+            ):
+                return cluster.driver  # a resize changes the workers, not the driver
+            stale, cluster.driver = cluster.driver, None
+            if stale is not None:  # a driver that died: its pool instances go back before a new one
+                self.kill_driver(stale)
             if cluster.state == "TERMINATED":
                 self.event(cluster_id, "STARTING", {"user": cluster.creator})
             generation = cluster.generation
@@ -1239,7 +1246,7 @@ class ClusterManager:
 
     def cluster_driver_if_running(self, cluster_id: str):
         cluster = self.clusters.get(cluster_id)
-        if cluster and cluster.state == "RUNNING" and cluster.driver is not None:
+        if cluster and cluster.state in ("RUNNING", "RESIZING") and cluster.driver is not None:
             return cluster.driver
         return None
 

@@ -113,6 +113,9 @@ class Launcher:
             with shared.lock:
                 if shared.driver is not None and shared.driver.alive:
                     return Acquired(shared.driver, False, shared.cluster_id)
+                if shared.driver is not None:  # it died: its pool instances go back before a new one
+                    self.clusters.kill_driver(shared.driver)
+                    shared.driver = None
                 shared.driver = self.clusters.launch_driver(
                     shared.cluster_id, shared.spec, cancelled, counted
                 )
