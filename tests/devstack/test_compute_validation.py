@@ -566,3 +566,47 @@ def test_a_dead_driver_gives_its_pool_instances_back_before_the_next_start(tmp_p
     finally:
         manager.shutdown()
         store.close()
+
+
+def test_deleting_a_cluster_a_run_is_starting_cancels_that_start_at_once(tmp_path):
+    import threading
+
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, ClusterStartError, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    ctx.cluster_start_seconds = 600.0  # the VMs take ten minutes to come
+    manager = ClusterManager(ctx, InstancePools(store), ClusterPolicies(store), run_token=lambda: "run-token")
+    [cluster_id] = manager.clusters
+    run_cancelled, outcome = threading.Event(), []
+
+    def task_run() -> None:  # a task run on the existing cluster starts it
+        try:
+            manager.ensure_running(cluster_id, run_cancelled)
+        except Exception as exc:
+            outcome.append(exc)
+
+    starting = threading.Thread(target=task_run, daemon=True)
+    try:
+        starting.start()
+        deadline = time.monotonic() + 10
+        while manager.get(cluster_id).state != "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        deleting = threading.Thread(target=manager.terminate, args=(cluster_id, "me"), daemon=True)
+        deleting.start()
+        deleting.join(5)
+        assert not deleting.is_alive()  # clusters/delete returns, not after the ten minutes of the start
+        starting.join(5)
+        cluster = manager.get(cluster_id)
+        assert (cluster.state, cluster.termination_reason["code"]) == ("TERMINATED", "USER_REQUEST")
+        # The run was not cancelled: its task fails because its cluster went away.
+        [error] = outcome
+        assert isinstance(error, ClusterStartError) and "was terminated during its start" in str(error)
+        assert manager.cluster_starts == 0
+    finally:
+        run_cancelled.set()
+        starting.join(5)
+        manager.shutdown()
+        store.close()

@@ -103,6 +103,37 @@ class ClusterStartError(RuntimeError):
         self.reason = reason
 
 
+class EitherEvent:
+    """Set as soon as one of its events is: what a start waits on when two things can cancel it
+    (its run, and clusters/delete of its cluster). Offers the ``wait``/``is_set`` of an Event."""
+
+    def __init__(self, *events: threading.Event, poll_seconds: float = 0.05):
+        self.events = events
+        self.poll_seconds = poll_seconds
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            step = (
+                self.poll_seconds if deadline is None else min(self.poll_seconds, deadline - time.monotonic())
+            )
+            if step <= 0:
+                return False
+            self.events[0].wait(step)
+        return True
+
+
+def _deleted_during_start(cluster_id: str) -> ClusterStartError:
+    """What a run waiting for an all-purpose cluster's start sees when the cluster is deleted meanwhile."""
+    return ClusterStartError(
+        f"Cluster {cluster_id} was terminated during its start (clusters/delete).",
+        {"code": "USER_REQUEST", "type": "SUCCESS", "parameters": {}},
+    )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -1104,33 +1135,44 @@ class ClusterManager:
             cluster.state = "PENDING" if cluster.state != "RESTARTING" else "RESTARTING"
             cluster.state_message = "Starting Spark driver"
             cluster.ready.clear()
-            if cancelled is None:  # a start of its own: clusters/delete cancels it
-                cancelled = cluster.start_cancelled
+            # clusters/delete cancels any start, its own or a run's (which its run cancels as well).
+            deleted, run_cancelled = cluster.start_cancelled, cancelled
+            if cancelled is None:
+                cancelled = deleted
                 if expected_generation is not None and expected_generation != cluster.generation:
                     cluster.state = "TERMINATED"  # deleted before this start began
                     raise ClusterStartCancelled(cluster_id)
+            else:
+                cancelled = EitherEvent(cancelled, deleted)
             try:
                 driver = self.launch_driver(cluster_id, cluster.spec, cancelled, on_started)
+            except ClusterStartCancelled:
+                cluster.state = "TERMINATED"
+                cluster.terminated_time = now_ms()
+                if run_cancelled is not None and deleted.is_set() and not run_cancelled.is_set():
+                    raise _deleted_during_start(cluster_id) from None
+                raise
             except BaseException as exc:
                 cluster.state = "TERMINATED"
                 cluster.terminated_time = now_ms()
                 if isinstance(exc, ClusterStartError):
                     cluster.termination_reason = exc.reason
                     cluster.state_message = str(exc)
-                elif not isinstance(exc, ClusterStartCancelled):
+                else:
                     cluster.termination_reason = {
                         "code": "DRIVER_UNREACHABLE",
                         "type": "SERVICE_FAULT",
                         "parameters": {"databricks_error_message": str(exc)[:2000]},
                     }
                     cluster.state_message = f"Cluster start failed: {exc}"
-                if not isinstance(exc, ClusterStartCancelled):
-                    self.event(cluster_id, "TERMINATING", {"reason": cluster.termination_reason})
+                self.event(cluster_id, "TERMINATING", {"reason": cluster.termination_reason})
                 raise
             if generation != cluster.generation:  # terminated while it started
                 self.kill_driver(driver)
                 cluster.state = "TERMINATED"
                 cluster.terminated_time = now_ms()
+                if run_cancelled is not None and not run_cancelled.is_set():
+                    raise _deleted_during_start(cluster_id)
                 raise ClusterStartCancelled(cluster_id)
             cluster.driver = driver
             cluster.state = "RUNNING"
