@@ -192,3 +192,38 @@ def test_api_libraries_outlive_a_workspace_restart(tmp_path):
     assert not stale.exists()
     assert [(s["library"], s["status"]) for s in second.statuses("cluster-a")] == [(TOMLI_W, "PENDING")]
     store.close()
+
+
+def test_a_driver_stopping_does_not_wait_for_a_pip_install(backend):
+    import threading
+
+    python = backend.start_environment("cluster-a")
+    backend.cluster_running("cluster-a")
+    cluster = backend._cluster("cluster-a")
+    pip_started, pip_may_end = threading.Event(), threading.Event()
+    real_pip = cluster.env.pip_install
+
+    def slow_pip(args, **kwargs):  # a big package: pip runs for a while
+        pip_started.set()
+        pip_may_end.wait(30)
+        return real_pip(args, **kwargs)
+
+    cluster.env.pip_install = slow_pip
+    backend.request_install("cluster-a", [TOMLI_W])
+    assert pip_started.wait(10)
+    stopping = threading.Thread(target=backend.cluster_stopped, args=("cluster-a",), daemon=True)
+    stopping.start()
+    stopping.join(5)
+    try:
+        assert not stopping.is_alive()  # clusters/delete and restart do not wait for pip
+    finally:
+        pip_may_end.set()
+    # The install ends, then the driver's environment goes; the API library waits for the next start.
+    statuses = wait_for(backend, "cluster-a", lambda s: s[0]["status"] == "PENDING" and not python.exists())
+    assert [(s["library"], s["status"]) for s in statuses] == [(TOMLI_W, "PENDING")]
+    assert not python.exists()
+    python = backend.start_environment("cluster-a")  # the next driver installs it again
+    backend.cluster_running("cluster-a")
+    statuses = wait_for(backend, "cluster-a", lambda s: s[0]["status"] in ("INSTALLED", "FAILED"))
+    assert [s["status"] for s in statuses] == ["INSTALLED"]
+    assert run_python(python, "import tomli_w").returncode == 0

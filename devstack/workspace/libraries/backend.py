@@ -27,7 +27,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,9 @@ class _Cluster:
         self.running = False
         self.libraries: list[LibraryState] = []
         self.install_lock = threading.Lock()  # one pip at a time per environment
+        # The driver stopped while the lock was held (a pip install running): whoever holds it
+        # resets the libraries and removes the environment when done, so stopping never waits.
+        self.stop_pending = False
 
     def find(self, library: dict[str, Any]) -> LibraryState | None:
         return next((s for s in self.libraries if s.library == library), None)
@@ -195,6 +199,30 @@ class LibrariesBackend:
                 cluster = self._clusters[cluster_id] = _Cluster(cluster_id, env)
             return cluster
 
+    @contextmanager
+    def _locked(self, cluster: _Cluster) -> Iterator[None]:
+        """The cluster's install lock; a stop that came meanwhile is carried out on the way out."""
+        try:
+            with cluster.install_lock:
+                yield
+        finally:
+            self._finish_stop(cluster)
+
+    def _finish_stop(self, cluster: _Cluster) -> None:
+        """Carry out a pending stop unless someone else holds the install lock (they will)."""
+        while cluster.stop_pending and cluster.install_lock.acquire(blocking=False):
+            try:
+                if cluster.stop_pending:
+                    cluster.stop_pending = False
+                    self._reset(cluster)
+                    cluster.env.remove()
+                    if not cluster.libraries:
+                        with self._lock:
+                            if self._clusters.get(cluster.cluster_id) is cluster:
+                                self._clusters.pop(cluster.cluster_id)
+            finally:
+                cluster.install_lock.release()
+
     # ------------------------------------------------------------------ cluster lifetime
 
     def start_environment(self, cluster_id: str) -> Path:
@@ -205,8 +233,9 @@ class LibrariesBackend:
         those marked for removal are removed now.
         """
         cluster = self._cluster(cluster_id)
-        with cluster.install_lock:
+        with self._locked(cluster):
             cluster.running = False
+            cluster.stop_pending = False  # the previous driver's environment goes now
             self._reset(cluster)
             cluster.env.create()
         return cluster.env.python
@@ -230,18 +259,18 @@ class LibrariesBackend:
             self._install_pending_async(cluster)
 
     def cluster_stopped(self, cluster_id: str) -> None:
-        """The driver is gone: so is its environment (API libraries stay requested)."""
+        """The driver is gone: so is its environment (API libraries stay requested).
+
+        Never waits for a pip install under way (clusters/delete, restart and the workspace's
+        shutdown call this): the install ends first, then the environment goes.
+        """
         with self._lock:
             cluster = self._clusters.get(cluster_id)
         if cluster is None:
             return
         cluster.running = False
-        with cluster.install_lock:
-            self._reset(cluster)
-            cluster.env.remove()
-            if not cluster.libraries:
-                with self._lock:
-                    self._clusters.pop(cluster_id, None)
+        cluster.stop_pending = True
+        self._finish_stop(cluster)
 
     def shutdown(self) -> None:
         self.stopping = True
@@ -251,7 +280,7 @@ class LibrariesBackend:
     def request_install(self, cluster_id: str, libraries: list[dict[str, Any]]) -> None:
         """``libraries/install``: record, and install in the background if the cluster runs."""
         cluster = self._cluster(cluster_id)
-        with cluster.install_lock:
+        with self._locked(cluster):
             for library in libraries:
                 state = cluster.find(library)
                 if state is None:
@@ -267,7 +296,7 @@ class LibrariesBackend:
     def request_uninstall(self, cluster_id: str, libraries: list[dict[str, Any]]) -> None:
         """``libraries/uninstall``: marked for removal; gone at the next restart. Unknown ones are ignored."""
         cluster = self._cluster(cluster_id)
-        with cluster.install_lock:
+        with self._locked(cluster):
             for library in libraries:
                 state = cluster.find(library)
                 if state is None or state.status == UNINSTALL_ON_RESTART:
@@ -322,7 +351,7 @@ class LibrariesBackend:
                 installing()
             self._install(cluster, state)
 
-        with cluster.install_lock:
+        with self._locked(cluster):
             for state in list(cluster.libraries):
                 if state.from_api and state.status == PENDING:
                     install(state)
@@ -339,7 +368,7 @@ class LibrariesBackend:
 
     def _install_pending_async(self, cluster: _Cluster) -> None:
         def _run() -> None:
-            with cluster.install_lock:
+            with self._locked(cluster):
                 for state in list(cluster.libraries):
                     if self.stopping or not cluster.running:
                         return
@@ -365,7 +394,7 @@ class LibrariesBackend:
                 f"devstack: {kind} libraries are recorded but not installed; the emulated runtime runs Python only."
             ]
             return
-        if not cluster.env.exists():
+        if cluster.stop_pending or not cluster.env.exists():
             state.status = FAILED
             state.messages = [
                 f"Cluster {cluster.cluster_id} is not running: libraries install on a running cluster."
