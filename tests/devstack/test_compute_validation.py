@@ -610,3 +610,36 @@ def test_deleting_a_cluster_a_run_is_starting_cancels_that_start_at_once(tmp_pat
         starting.join(5)
         manager.shutdown()
         store.close()
+
+
+def test_a_permanently_deleted_cluster_leaves_no_libraries_behind(tmp_path):
+    from devstack.workspace.clusters import ClusterManager, ClusterPolicies, InstancePools
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.libraries.backend import LibrariesBackend
+    from devstack.workspace.store import Store
+
+    def no_files(path: str) -> bytes:
+        raise FileNotFoundError(path)
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    libraries = LibrariesBackend(tmp_path / "envs", no_files, store)
+    manager = ClusterManager(
+        ctx, InstancePools(store), ClusterPolicies(store), libraries, run_token=lambda: "run-token"
+    )
+    _fake_launches(manager)
+    try:
+        spec = {"spark_version": LTS, "node_type_id": NODE, "num_workers": 0}
+        gone, kept = (manager.create({**spec, "cluster_name": n}, "me") for n in ("gone", "kept"))
+        for cluster_id in (gone, kept):
+            libraries.request_install(cluster_id, [{"jar": "/Volumes/main/default/libs/x.jar"}])
+        assert sorted(libraries.clusters_with_libraries()) == sorted([gone, kept])
+        manager.permanent_delete(gone, "me")
+        assert libraries.clusters_with_libraries() == [kept]
+        assert libraries.statuses(gone) == []
+        # Nor after a workspace restart.
+        again = LibrariesBackend(tmp_path / "envs", no_files, store)
+        assert again.clusters_with_libraries() == [kept]
+    finally:
+        manager.shutdown()
+        store.close()

@@ -1278,6 +1278,8 @@ class ClusterManager:
             self.clusters.pop(cluster_id, None)
             self.events.pop(cluster_id, None)
         self._objects.delete(cluster_id)
+        if self.libraries is not None:
+            self.libraries.forget(cluster_id)  # its API libraries too (libraries/all-cluster-statuses)
 
     def pin(self, cluster_id: str, pinned: bool, user: str) -> None:
         cluster = self.get(cluster_id)

@@ -129,6 +129,7 @@ class _Cluster:
         # The driver stopped while the lock was held (a pip install running): whoever holds it
         # resets the libraries and removes the environment when done, so stopping never waits.
         self.stop_pending = False
+        self.forgotten = False  # the cluster was permanently deleted: nothing of it is kept
 
     def find(self, library: dict[str, Any]) -> LibraryState | None:
         return next((s for s in self.libraries if s.library == library), None)
@@ -175,7 +176,7 @@ class LibrariesBackend:
 
     def _save(self, cluster: _Cluster) -> None:
         """Keep the cluster's API libraries (in order, with their removal marks)."""
-        if self.store is None:
+        if self.store is None or cluster.forgotten:
             return
         kept = [
             {"library": s.library, "uninstall": s.status == UNINSTALL_ON_RESTART}
@@ -271,6 +272,17 @@ class LibrariesBackend:
         cluster.running = False
         cluster.stop_pending = True
         self._finish_stop(cluster)
+
+    def forget(self, cluster_id: str) -> None:
+        """The cluster was permanently deleted: its libraries go (memory and store), so that
+        all-cluster-statuses no longer lists it, nor after a workspace restart."""
+        with self._lock:
+            cluster = self._clusters.pop(cluster_id, None)
+        if cluster is not None:
+            cluster.forgotten = True
+        if self.store is not None:
+            with self.store.tx() as conn:
+                conn.execute("DELETE FROM cluster_libraries WHERE cluster_id = ?", (cluster_id,))
 
     def shutdown(self) -> None:
         self.stopping = True
