@@ -176,3 +176,67 @@ def test_remote_dbutils_runs_on_the_cluster(service, client):
         ("/", "DatabricksRoot"),
         ("/Volumes", "UnityCatalogVolumes"),
     ]
+
+
+class _FakeDriver:
+    """A driver that takes commands and never answers (they stay Running)."""
+
+    pid = 1
+
+    def __init__(self, cluster_id: str):
+        self.cluster_id = cluster_id
+        self.alive, self.running, self.tasks = True, set(), []
+
+    def execute(self, task, callback) -> None:
+        self.tasks.append((task, callback))
+
+    def cancel(self, exec_id: str) -> None:
+        pass
+
+    def kill(self) -> None:
+        self.alive = False
+
+
+def test_a_context_whose_driver_died_lets_go_of_it_and_answers_error(tmp_path):
+    from devstack.workspace.clusters import ClusterManager
+    from devstack.workspace.commands.backend import CommandError, CommandsBackend
+    from devstack.workspace.context import WorkspaceContext
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    ctx = WorkspaceContext(name="t", host="127.0.0.1", port=9, data_dir=tmp_path, token="t", store=store)
+    manager = ClusterManager(ctx, run_token=lambda: "run-token")
+    drivers = []
+
+    def launch(cluster_id, spec, cancelled=None, on_started=None):
+        drivers.append(_FakeDriver(cluster_id))
+        return drivers[-1]
+
+    manager.launch_driver = launch
+    [cluster_id] = manager.clusters
+    backend = CommandsBackend(manager)
+    try:
+        manager.ensure_running(cluster_id)
+        asked, untouched = (backend.create_context(cluster_id, "python") for _ in range(2))
+        command_id = backend.execute(cluster_id, asked, "python", "import time; time.sleep(60)")
+        assert backend.command_status(cluster_id, asked, command_id)["status"] == "Running"
+
+        drivers[-1].alive = False  # the driver dies: its contexts with it
+        assert backend.context_status(cluster_id, asked) == {"id": asked, "status": "Error"}
+        status = backend.command_status(cluster_id, asked, command_id)
+        assert status["status"] == "Error"
+        assert status["results"]["summary"] == "The cluster's driver was restarted or terminated"
+        with pytest.raises(CommandError, match="is not running"):
+            backend.execute(cluster_id, asked, "python", "1")
+        # Neither keeps the dead driver or its commands: the next context lets go of the other one.
+        manager.ensure_running(cluster_id)
+        fresh = backend.create_context(cluster_id, "python")
+        assert list(backend._contexts) == [fresh]
+        assert backend.context_status(cluster_id, untouched)["status"] == "Error"
+        backend.destroy_context(cluster_id, asked)
+        with pytest.raises(CommandError, match="ContextNotFound"):
+            backend.context_status(cluster_id, asked)
+        assert backend.context_status(cluster_id, fresh)["status"] == "Running"
+    finally:
+        manager.shutdown()
+        store.close()

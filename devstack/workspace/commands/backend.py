@@ -2,7 +2,9 @@
 
 A context lives in its cluster's driver (a namespace there, see
 :mod:`devstack.workspace.runtime.commands`) and dies with it: a restarted or terminated cluster
-has none. Commands of one context run one after the other, in the order they came; a command
+has none. A dead context lets go of its driver and commands; only a record of it stays, so that
+contexts/status answers ``Error`` for it (and commands/status ``Error`` for its commands).
+Commands of one context run one after the other, in the order they came; a command
 whose Python raised is ``Finished`` with an ``error`` result, as on Databricks, while ``Error``
 means the command could not run (its driver died).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,9 @@ from devstack.workspace.clusters.backend import ClusterManager
 LANGUAGES = ("python", "sql")
 # Finished commands kept per context for commands/status.
 MAX_COMMANDS = 1000
+# Contexts whose driver died, remembered (id and cluster only) so status calls answer Error.
+MAX_ERRORED_CONTEXTS = 1000
+LOST_CONTEXT_SUMMARY = "The cluster's driver was restarted or terminated"
 
 
 class CommandError(Exception):
@@ -60,6 +65,7 @@ class CommandsBackend:
         self.clusters = clusters
         self._lock = threading.Lock()
         self._contexts: dict[str, Context] = {}
+        self._errored: OrderedDict[str, str] = OrderedDict()  # context id -> cluster id
 
     # ------------------------------------------------------------------ contexts
 
@@ -87,22 +93,43 @@ class CommandsBackend:
         context_id = str(secrets.randbelow(9 * 10**18) + 10**18)
         with self._lock:
             self._contexts[context_id] = Context(context_id, cluster_id, language, driver)
+            contexts = list(self._contexts.values())
+        for context in contexts:  # those of drivers that died meanwhile let go of them
+            self._check_driver(context)
         return context_id
+
+    def _check_driver(self, context: Context) -> None:
+        """A context whose driver is gone (its cluster restarted or terminated) ends ``Error``: it
+        lets go of the driver and its commands, and only a record of it stays."""
+        driver = context.driver
+        if driver is None or (
+            self.clusters.cluster_driver_if_running(context.cluster_id) is driver and driver.alive
+        ):
+            return
+        with self._lock:
+            context.status = "Error"
+            if self._contexts.get(context.context_id) is context:
+                del self._contexts[context.context_id]
+                self._errored[context.context_id] = context.cluster_id
+                while len(self._errored) > MAX_ERRORED_CONTEXTS:
+                    self._errored.popitem(last=False)
+            context.queue.clear()
+            context.commands.clear()
+            context.driver = None
 
     def _context(self, cluster_id: str, context_id: str) -> Context:
         if not context_id:
             raise CommandError("requirement failed: missing contextId")
         with self._lock:
             context = self._contexts.get(context_id)
+            if context is None and self._errored.get(context_id) == cluster_id:
+                # A record of a context whose driver died: no driver, no commands.
+                return Context(context_id, cluster_id, "python", None, status="Error")
         if context is None or context.cluster_id != cluster_id:
             raise CommandError(
                 f"ContextNotFound: context {context_id} does not exist on cluster {cluster_id}"
             )
-        if context.status == "Running" and (
-            self.clusters.cluster_driver_if_running(cluster_id) is not context.driver
-            or not context.driver.alive
-        ):
-            context.status = "Error"  # its driver is gone: the cluster restarted or terminated
+        self._check_driver(context)
         return context
 
     def context_status(self, cluster_id: str, context_id: str) -> dict[str, Any]:
@@ -113,15 +140,19 @@ class CommandsBackend:
         context = self._context(cluster_id, context_id)
         with self._lock:
             self._contexts.pop(context_id, None)
+            self._errored.pop(context_id, None)
+            driver = context.driver
+            if driver is None:
+                return  # its driver died: nothing is left to destroy
             pending, context.queue = list(context.queue), deque()
             running = context.running
         for command_id in pending:
             command = context.commands[command_id]
             command.status = "Cancelled"
         if running:
-            context.driver.cancel(f"cmd-{running}")
-        if context.driver.alive:
-            context.driver.execute(
+            driver.cancel(f"cmd-{running}")
+        if driver.alive:
+            driver.execute(
                 {
                     "exec_id": f"destroy-{context_id}",
                     "kind": "command_context_destroy",
@@ -159,6 +190,9 @@ class CommandsBackend:
         with self._lock:
             if context.running is not None or not context.queue:
                 return
+            driver = context.driver
+            if driver is None:
+                return  # its driver died meanwhile
             command = context.commands[context.queue.popleft()]
             context.running = command.command_id
             command.status = "Running"
@@ -170,7 +204,7 @@ class CommandsBackend:
             "command": command.text,
             "env": {"DATABRICKS_TOKEN": self.clusters.issue_run_token()},
         }
-        context.driver.execute(task, lambda result: self._done(context, command, result))
+        driver.execute(task, lambda result: self._done(context, command, result))
 
     def _done(self, context: Context, command: Command, result: dict[str, Any]) -> None:
         state = result.get("result_state")
@@ -197,6 +231,10 @@ class CommandsBackend:
         if not command_id:
             raise CommandError("requirement failed: missing commandId")
         command = context.commands.get(command_id)
+        if command is None and context.status == "Error" and context.driver is None:
+            # Its context lost its driver (and its commands with it): every command ended in error.
+            command = Command(command_id, context_id, context.language, "", status="Error")
+            command.results = self._lost(cluster_id, context_id)
         if command is None:
             raise CommandError(
                 f"CommandNotFound: command {command_id} does not exist in context {context_id}"
@@ -207,15 +245,19 @@ class CommandsBackend:
         context, command = self._command(cluster_id, context_id, command_id)
         if context.status == "Error" and command.status in ("Queued", "Running", "Cancelling"):
             command.status = "Error"
-            command.results = {
-                "resultType": "error",
-                "summary": "The cluster's driver was restarted or terminated",
-                "cause": f"Cluster {cluster_id} lost the execution context {context_id}",
-            }
+            command.results = self._lost(cluster_id, context_id)
         out: dict[str, Any] = {"id": command.command_id, "status": command.status}
         if command.results is not None:
             out["results"] = command.results
         return out
+
+    @staticmethod
+    def _lost(cluster_id: str, context_id: str) -> dict[str, Any]:
+        return {
+            "resultType": "error",
+            "summary": LOST_CONTEXT_SUMMARY,
+            "cause": f"Cluster {cluster_id} lost the execution context {context_id}",
+        }
 
     def cancel(self, cluster_id: str, context_id: str, command_id: str) -> None:
         context, command = self._command(cluster_id, context_id, command_id)
@@ -233,4 +275,6 @@ class CommandsBackend:
             if command.status != "Running":
                 return  # finished commands stay as they ended
             command.status = "Cancelling"
-        context.driver.cancel(f"cmd-{command_id}")
+            driver = context.driver
+        if driver is not None:
+            driver.cancel(f"cmd-{command_id}")
