@@ -643,3 +643,44 @@ def test_a_permanently_deleted_cluster_leaves_no_libraries_behind(tmp_path):
     finally:
         manager.shutdown()
         store.close()
+
+
+def test_policy_names_and_pool_edits_hold_under_concurrent_calls(tmp_path, monkeypatch):
+    from devstack.workspace.clusters import ClusterPolicies, InstancePools, compute
+    from devstack.workspace.http import ApiError
+    from devstack.workspace.store import Store
+
+    store = Store(tmp_path / "ws.db")
+    policies, pools = ClusterPolicies(store), InstancePools(store)
+    try:
+        # A second create of the same name arrives while the first checks its definition.
+        check_definition, calls = compute.check_policy_definition, []
+
+        def meanwhile(definition):
+            calls.append(definition)
+            if len(calls) == 1:
+                policies.create({"name": "team"}, "other")
+            return check_definition(definition)
+
+        monkeypatch.setattr(compute, "check_policy_definition", meanwhile)
+        with pytest.raises(ApiError, match="Cluster policy with name team already exists"):
+            policies.create({"name": "team"}, "me")
+        assert [p["name"] for p in policies.list()] == ["team"]
+        monkeypatch.setattr(compute, "check_policy_definition", check_definition)
+
+        # A pool deleted while an edit of it checks the new spec: the edit finds no pool, not a 500.
+        pool_id = pools.create({"instance_pool_name": "p", "node_type_id": NODE})
+        check_pool = pools._check
+
+        def deleted_meanwhile(spec):
+            pools.delete(pool_id)
+            return check_pool(spec)
+
+        monkeypatch.setattr(pools, "_check", deleted_meanwhile)
+        with pytest.raises(ApiError) as raised:
+            pools.edit(pool_id, {"instance_pool_name": "q"})
+        assert raised.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        assert pools.find(pool_id) is None
+        assert InstancePools(store).find(pool_id) is None  # nor back in the store
+    finally:
+        store.close()

@@ -326,11 +326,15 @@ class InstancePools:
             if kept in current and kept not in body:
                 body[kept] = current[kept]
         with self._lock:
+            stats = self.stats.get(pool_id)
+            if pool_id not in self.pools or stats is None:  # deleted meanwhile
+                raise ApiError(
+                    400, "RESOURCE_DOES_NOT_EXIST", f"Can't find an instance pool with id: {pool_id}."
+                )
             self.pools[pool_id] = body
-            stats = self.stats[pool_id]
             self._set_idle(pool_id, max(stats["idle_count"], int(body.get("min_idle_instances") or 0)))
             self._expire(pool_id, time.monotonic())  # a shorter timeout applies to the idle ones now
-        self._objects.save(pool_id, body, now_ms())
+            self._objects.save(pool_id, body, now_ms())
 
     def delete(self, pool_id: str) -> None:
         self.get(pool_id)
@@ -436,16 +440,12 @@ class ClusterPolicies:
         for policy_id, body, _created in self._objects.load():
             self.policies[policy_id] = body
 
-    def _check(self, spec: dict[str, Any], policy_id: str | None) -> dict[str, Any]:
+    def _check(self, spec: dict[str, Any]) -> dict[str, Any]:
         import json
 
         name = spec.get("name")
         if not isinstance(name, str) or not name:
             raise invalid("Missing required field: name")
-        with self._lock:
-            taken = [pid for pid, p in self.policies.items() if p["name"] == name and pid != policy_id]
-        if taken:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster policy with name {name} already exists.")
         definition = compute.check_policy_definition(spec.get("definition") or "{}")
         body = {
             "name": name,
@@ -455,12 +455,18 @@ class ClusterPolicies:
         }
         return {k: v for k, v in body.items() if v is not None}
 
+    def _claim_name(self, name: str, policy_id: str | None) -> None:
+        """Refuse a name another policy has (the caller holds the lock until it stores its own)."""
+        if any(p["name"] == name and pid != policy_id for pid, p in self.policies.items()):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster policy with name {name} already exists.")
+
     def create(self, spec: dict[str, Any], creator: str) -> str:
         policy_id = secrets.token_hex(8).upper()
-        body = {**self._check(spec, None), "creator_user_name": creator, "created_at_timestamp": now_ms()}
-        with self._lock:
+        body = {**self._check(spec), "creator_user_name": creator, "created_at_timestamp": now_ms()}
+        with self._lock:  # two creates with one name: the second is refused
+            self._claim_name(body["name"], None)
             self.policies[policy_id] = body
-        self._objects.save(policy_id, body, body["created_at_timestamp"])
+            self._objects.save(policy_id, body, body["created_at_timestamp"])
         return policy_id
 
     def get(self, policy_id: str) -> dict[str, Any]:
@@ -483,13 +489,18 @@ class ClusterPolicies:
     def edit(self, policy_id: str, spec: dict[str, Any]) -> None:
         current = self.get(policy_id)
         body = {
-            **self._check(spec, policy_id),
+            **self._check(spec),
             "creator_user_name": current.get("creator_user_name"),
             "created_at_timestamp": current.get("created_at_timestamp"),
         }
         with self._lock:
+            if policy_id not in self.policies:  # deleted meanwhile
+                raise ApiError(
+                    400, "RESOURCE_DOES_NOT_EXIST", f"Can't find a cluster policy with id: {policy_id}."
+                )
+            self._claim_name(body["name"], policy_id)
             self.policies[policy_id] = body
-        self._objects.save(policy_id, body, body["created_at_timestamp"] or now_ms())
+            self._objects.save(policy_id, body, body["created_at_timestamp"] or now_ms())
 
     def delete(self, policy_id: str) -> None:
         self.get(policy_id)
