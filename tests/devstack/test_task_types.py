@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service import jobs
@@ -403,6 +404,11 @@ def test_for_each_over_a_condition_task(client):
     iterations = client.jobs.get_run(loop.run_id).iterations
     assert [it.condition_task.outcome for it in iterations] == ["false", "true", "true"]
     assert all(it.cluster_instance is None for it in iterations)
+    # The run page of the for-each task lists its iterations; each iteration's shows its outcome.
+    page = requests.get(loop.run_page_url, timeout=10).text
+    assert "3 total, 3 scheduled, 0 active, 3 completed, 3 succeeded, 0 failed" in page
+    assert all(f">{it.run_id}</a>" in page for it in iterations)
+    assert "Condition outcome: <b>false</b>" in requests.get(iterations[0].run_page_url, timeout=10).text
 
 
 def test_a_failing_iteration_fails_the_for_each_task(client):

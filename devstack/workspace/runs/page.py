@@ -1,7 +1,8 @@
 """The run page behind ``run_page_url``: a plain HTML view of one run for a browser on localhost.
 
 It shows the run's state and parameters, its task graph (each task with its state and
-depends_on), cluster starts, and for each task run its notebook output, error, trace and logs.
+depends_on), cluster starts, and for each task run its notebook output, error, trace and logs,
+a condition task's outcome and a for-each task's iterations.
 No authentication: the page is for the developer's own browser, like the provider's
 "See Databricks Job Run" link.
 """
@@ -61,6 +62,9 @@ def render_page(ctx: WorkspaceContext, mgr: RunsBackend, run_id: int) -> tuple[i
         attempts = [mgr.runs[i] for key in parent.task_order for i in parent.attempts.get(key, [])]
         shown = attempts if rec.parent_id is None else [rec]
         outputs = {t.run_id: render_output(base_url, mgr, t) for t in shown}
+        # A for-each task run: its iterations (the latest attempt of each) and their counts.
+        iterations = {t.run_id: [mgr.runs[i] for i in t.iterations if i in mgr.runs] for t in shown}
+        stats = {t.run_id: mgr.for_each_stats(t)["task_run_stats"] for t in shown if t.iterations}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "" if rec.terminal else "<meta http-equiv='refresh' content='3'>",  # follow a live run
@@ -104,6 +108,10 @@ def render_page(ctx: WorkspaceContext, mgr: RunsBackend, run_id: int) -> tuple[i
         parts.append(
             f"<h3>Task run {task.run_id}: {escape(task.task_key or '')} (attempt {task.attempt_number})</h3>"
         )
+        if task.outcome is not None:
+            parts.append(f"<p>Condition outcome: <b>{escape(task.outcome)}</b></p>")
+        if task.run_id in stats:
+            parts.append(_iterations(base_url, iterations[task.run_id], stats[task.run_id]))
         notebook = out.get("notebook_output") or {}
         parts.append(_pre("Notebook output", notebook.get("result")))
         parts.append(_pre("Error", out.get("error")))
@@ -111,6 +119,20 @@ def render_page(ctx: WorkspaceContext, mgr: RunsBackend, run_id: int) -> tuple[i
         parts.append(_pre("Logs", out.get("logs")))
     parts.append("</body></html>")
     return 200, "".join(parts)
+
+
+def _iterations(base_url: str, runs: list[RunRec], stats: dict[str, int]) -> str:
+    """The iterations of a for-each task run: their counts, then one row each."""
+    counts = ", ".join(f"{n} {name.removesuffix('_iterations')}" for name, n in stats.items())
+    rows = "".join(
+        f'<tr><td>{i}</td><td><a href="{escape(run_page_url(base_url, it))}">{it.run_id}</a></td>'
+        f"<td>{it.attempt_number}</td><td>{_state(it)}</td><td>{escape(it.message or '')}</td></tr>"
+        for i, it in enumerate(runs)
+    )
+    return (
+        f"<h4>Iterations</h4><p>{escape(counts)}</p><table><tr><th>#</th><th>run</th><th>attempt</th>"
+        f"<th>state</th><th>message</th></tr>{rows}</table>"
+    )
 
 
 class RunPage:
