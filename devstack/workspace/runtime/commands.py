@@ -156,35 +156,12 @@ def _sql(runtime: Any, command: str) -> dict[str, Any]:
 
 def sql_statements(command: str) -> list[str]:
     """The statements of a SQL command, split at the semicolons that end them: not those in a
-    quoted literal or identifier ('a;b', "a;b", `a;b`) or in a ``--`` comment, which is dropped."""
-    statements: list[str] = []
-    current: list[str] = []
-    quote = None
-    i = 0
-    while i < len(command):
-        ch = command[i]
-        if quote is not None:
-            current.append(ch)
-            if ch == "\\" and quote != "`" and i + 1 < len(command):
-                current.append(command[i + 1])  # an escaped character, the quote included
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "'\"`":
-            quote = ch
-            current.append(ch)
-        elif command.startswith("--", i):
-            end = command.find("\n", i)
-            i = len(command) if end < 0 else end
-            continue
-        elif ch == ";":
-            statements.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    statements.append("".join(current))
-    return [s.strip() for s in statements if s.strip()]
+    quoted literal or identifier ('a;b', "a;b", `a;b`) or in a comment, which is dropped.
+    sqlparse (which mlflow installs) does the lexing; Spark's parser takes no trailing ``;``."""
+    import sqlparse
+
+    split = sqlparse.split(sqlparse.format(command, strip_comments=True))
+    return [s for s in (part.strip().rstrip(";").strip() for part in split) if s]
 
 
 def _display_into(shown: dict[str, Any]):
