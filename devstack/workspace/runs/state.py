@@ -67,10 +67,6 @@ LOST_DRIVER_MESSAGE = (
 INSTALLING_LIBRARIES_MESSAGE = "Installing libraries"
 
 
-def _installing(*messages: str) -> bool:
-    return INSTALLING_LIBRARIES_MESSAGE in messages
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -501,6 +497,7 @@ class RunsBackend:
             t.life == "PENDING" and t.message == INSTALLING_LIBRARIES_MESSAGE for t in tasks
         ):
             pending = INSTALLING_LIBRARIES_MESSAGE
+        phases = (pending, parent.message)
         if life != parent.life:
             parent.life = life
             parent.message = {
@@ -512,7 +509,8 @@ class RunsBackend:
             if life == "QUEUED" and not parent.job_queued:
                 parent.message = f"Queued: the workspace runs at most {self.max_parallel} task runs at once."
             self._mark(parent)
-        elif life == "PENDING" and parent.message != pending and _installing(pending, parent.message):
+        elif life == "PENDING" and parent.message != pending and INSTALLING_LIBRARIES_MESSAGE in phases:
+            # Still PENDING: into or out of the libraries phase (other PENDING messages stay).
             parent.message = pending
             self._mark(parent)
 
